@@ -1,0 +1,126 @@
+"""Arrow type helpers shared by the decoders: what Delta can store, and conforming to a table."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# The types pyarrow.json can produce straight from JSON text when given as explicit types.
+_JSON_NATIVE = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
+                pa.types.is_large_string, pa.types.is_decimal, pa.types.is_timestamp)
+
+
+def json_parse_type(dtype: pa.DataType) -> pa.DataType | None:
+    """The type to ask pyarrow.json for so that it yields ``dtype`` (None: let it infer)."""
+    if pa.types.is_struct(dtype):
+        fields = [(f.name, json_parse_type(f.type)) for f in dtype]
+        return pa.struct([pa.field(n, t) for n, t in fields if t is not None])
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        inner = json_parse_type(dtype.value_type)
+        return pa.list_(inner) if inner is not None else None
+    if any(check(dtype) for check in _JSON_NATIVE):
+        return dtype
+    return None
+
+
+def parse_schema(schema: pa.Schema | None, *, skip: frozenset[str] = frozenset()) -> pa.Schema | None:
+    if schema is None:
+        return None
+    fields = []
+    for f in schema:
+        if f.name in skip:
+            continue
+        t = json_parse_type(f.type)
+        if t is not None:
+            fields.append(pa.field(f.name, t))
+    return pa.schema(fields)
+
+
+def storable(dtype: pa.DataType) -> pa.DataType | None:
+    """A Delta-storable version of an inferred type; None drops the field.
+
+    Null-typed fields (always null so far) and empty structs are dropped: the column appears when a
+    value arrives. Timestamps are stored as microseconds in UTC, unsigned integers as int64.
+    """
+    if pa.types.is_null(dtype):
+        return None
+    if pa.types.is_struct(dtype):
+        fields = [(f.name, storable(f.type)) for f in dtype]
+        kept = [pa.field(n, t) for n, t in fields if t is not None]
+        return pa.struct(kept) if kept else None
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        inner = storable(dtype.value_type)
+        return pa.list_(inner) if inner is not None else None
+    if pa.types.is_timestamp(dtype):
+        return pa.timestamp("us", tz=dtype.tz or "UTC")
+    if pa.types.is_unsigned_integer(dtype):
+        return pa.int64()
+    return dtype
+
+
+def make_storable(table: pa.Table) -> pa.Table:
+    """Drop unstorable fields and fix types Delta cannot hold."""
+    columns, fields = [], []
+    for f, col in zip(table.schema, table.columns, strict=True):
+        target = storable(f.type)
+        if target is None:
+            continue
+        if not target.equals(f.type):
+            col = _cast_nested(col, target)
+        columns.append(col)
+        fields.append(pa.field(f.name, target))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def timestamps_as_strings(dtype: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(dtype):
+        return pa.string()
+    if pa.types.is_struct(dtype):
+        return pa.struct([pa.field(f.name, timestamps_as_strings(f.type)) for f in dtype])
+    if pa.types.is_list(dtype):
+        return pa.list_(timestamps_as_strings(dtype.value_type))
+    return dtype
+
+
+def _cast_nested(col: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """Cast, dropping struct children that the target no longer has."""
+    if pa.types.is_struct(target) and pa.types.is_struct(col.type):
+        chunks = []
+        for chunk in col.chunks:
+            children = [
+                _cast_nested(pa.chunked_array([chunk.field(f.name)]), f.type).combine_chunks()
+                if chunk.type.get_field_index(f.name) >= 0
+                else pa.nulls(len(chunk), f.type)
+                for f in target
+            ]
+            chunks.append(pa.StructArray.from_arrays(
+                children, fields=list(target), mask=pc.invert(chunk.is_valid()) if chunk.null_count else None
+            ))
+        return pa.chunked_array(chunks, type=target)
+    return pc.cast(col, target)
+
+
+def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
+    """Cast columns the target table already has to its types (raises if a value cannot fit)."""
+    if target is None:
+        return table
+    names = set(target.names)
+    columns = []
+    for f, col in zip(table.schema, table.columns, strict=True):
+        if f.name in names:
+            want = target.field(f.name).type
+            if not want.equals(f.type):
+                col = _cast_nested(col, _merge_struct(want, f.type))
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _merge_struct(want: pa.DataType, have: pa.DataType) -> pa.DataType:
+    """The table's struct type plus any new children the batch brought (schema evolution)."""
+    if pa.types.is_struct(want) and pa.types.is_struct(have):
+        fields = [pa.field(f.name, _merge_struct(f.type, have.field(f.name).type)
+                           if have.get_field_index(f.name) >= 0 else f.type) for f in want]
+        known = set(want.names)
+        fields += [f for f in have if f.name not in known]
+        return pa.struct(fields)
+    return want

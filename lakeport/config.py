@@ -105,7 +105,7 @@ class IngestSettings(_Section):
     max_message_bytes: int = Field(1024 * 1024, gt=0, description="larger values: dead letters")
     poll_messages: int = Field(10_000, gt=0, description="messages taken from the client per poll")
     tombstones: Literal["record", "skip"] = "record"
-    commit_retries: int = Field(8, ge=0, description="retries of a failed Delta commit")
+    retry_timeout_seconds: float = Field(300.0, gt=0, description="retry a down dependency this long")
     retry_backoff_seconds: float = Field(0.5, gt=0)
     target_file_size: int | None = Field(None, gt=0)
 

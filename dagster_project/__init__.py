@@ -1,0 +1,1 @@
+"""The Dagster code location over Lakeport's tables (see issue 4)."""

@@ -1,0 +1,55 @@
+"""Dead letters: records that could not land, as rows of the Delta table ``ops.dead_letters``.
+
+The raw value is kept byte for byte, with where it came from, the table it was meant for and
+the error, so nothing is lost and a fixed record can be replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import pyarrow as pa
+
+from ingestion.records import DeadLetter
+
+TABLE = "dead_letters"
+LAYER = "ops"
+SCHEMA = pa.schema([
+    ("_topic", pa.string()),
+    ("_partition", pa.int32()),
+    ("_offset", pa.int64()),
+    ("_timestamp", pa.timestamp("us", tz="UTC")),
+    ("_key", pa.string()),
+    ("_value", pa.binary()),
+    ("table_name", pa.string()),
+    ("stage", pa.string()),
+    ("error", pa.string()),
+    ("_ingested_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def to_table(letters: Sequence[DeadLetter], *, now: datetime) -> pa.Table:
+    m = [d.message for d in letters]
+    return pa.table({
+        "_topic": [x.topic for x in m],
+        "_partition": pa.array([x.partition for x in m], pa.int32()),
+        "_offset": pa.array([x.offset for x in m], pa.int64()),
+        "_timestamp": pa.array([x.timestamp_ms for x in m], pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(SCHEMA.field("_timestamp").type),
+        "_key": [None if x.key is None else x.key.decode("utf-8", "backslashreplace") for x in m],
+        "_value": pa.array([x.value for x in m], pa.binary()),
+        "table_name": [d.table for d in letters],
+        "stage": [d.stage for d in letters],
+        "error": [d.error[:2000] for d in letters],
+        "_ingested_at": pa.array([now] * len(letters), SCHEMA.field("_ingested_at").type),
+    }, schema=SCHEMA)
+
+
+def not_landed(letters: Sequence[DeadLetter], already: Mapping[tuple[str, int], int | None]) -> list[DeadLetter]:
+    """Dead letters whose partition's dead-letter watermark has not passed them yet."""
+    out = []
+    for d in letters:
+        mark = already.get((d.message.topic, d.message.partition))
+        if mark is None or d.message.offset > mark:
+            out.append(d)
+    return out

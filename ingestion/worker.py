@@ -1,0 +1,222 @@
+"""The ingest loop: poll → decode → buffer → write+commit.
+
+Commit order for one batch (the only place it is written down):
+
+1. Decode the batch; bad records become dead-letter rows.
+2. Re-read both Delta logs. Rows and dead letters at or below the offsets recorded there (app
+   transactions) were landed already — by a previous life of this worker or by another one — and
+   are dropped, which makes every step below idempotent.
+3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition.
+4. Append the rows to the table with one app transaction per partition (``version`` = last offset
+   of the batch), also when no row is left, so the position moves past all-bad runs.
+5. Only then commit ``last + 1`` to Kafka, for lag monitoring. Positions are never read from Kafka:
+   on assignment a worker seeks to the offsets in the table's Delta log.
+
+A crash between any two steps re-reads the batch and lands each record exactly once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import structlog
+
+from ingestion import dead_letters, offsets
+from ingestion.batch import Buffer, FlushPolicy
+from ingestion.decode import DecodeOptions, decode
+from ingestion.errors import TerminalError, TransientError
+from ingestion.metrics import Metrics
+from ingestion.records import Batch, CommitResult, DeadLetter
+from ingestion.source import TP, KafkaSource
+from ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
+from lakeport.config import Settings, TableConfig
+
+log = structlog.get_logger("lakeport.ingest")
+
+
+@dataclass
+class RunStats:
+    messages: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+    skipped_duplicates: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, once: bool = False, metrics: Metrics | None = None,
+                 client_id: str = "lakeport") -> None:
+        if not settings.tables:
+            raise TerminalError("no tables configured: add at least one entry under 'tables'")
+        self.settings, self.once, self.metrics = settings, once, metrics or Metrics(None)
+        ing = settings.ingest
+        self.buffer = Buffer(FlushPolicy(ing.flush_rows, ing.flush_bytes, ing.flush_seconds, 2 * ing.flush_bytes))
+        self.writer = DeltaWriter(settings.lake.to_object_store())
+        self.stats = RunStats()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lakeport-writer")
+        self._pending: Future[CommitResult] | None = None
+        self._stop = False
+        subscriptions = sorted({s for t in settings.tables for s in t.subscriptions})
+        conf = settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id, "client.id": client_id})
+        self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> RunStats:
+        self.source.open()
+        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not self._stop:
+                for raw in self.source.poll(self.settings.ingest.poll_messages, 0.2):
+                    table = self._table_for(raw.topic)
+                    self.buffer.add(table.name, table.format, raw)
+                for batch in self.buffer.ready():
+                    self._submit(batch)
+                self._collect(wait=False)
+                self.metrics.observe_lag(self.source)
+                if self.once and self.source.drained():
+                    break
+            for batch in self.buffer.drain():
+                self._submit(batch)
+            self._collect(wait=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._pool.shutdown(wait=True)
+            self.source.close()
+        log.info("ingest_finished", **{k: v for k, v in vars(self.stats).items() if k != "tables"})
+        return self.stats
+
+    def _request_stop(self, signum: int, _frame: object) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self._stop = True
+
+    def _table_for(self, topic: str) -> TableConfig:
+        table = self.settings.route(topic)
+        if table is None:  # subscriptions come from the tables, so this is a configuration bug
+            raise TerminalError(f"topic {topic!r} matches no table")
+        return table
+
+    # -- writing, one batch at a time in the writer thread --------------------------------
+    def _submit(self, batch: Batch) -> None:
+        self._collect(wait=True)
+        self._pending = self._pool.submit(self._land_with_retries, batch)
+
+    def _collect(self, *, wait: bool) -> None:
+        pending = self._pending
+        if pending is None or (not wait and not pending.done()):
+            return
+        self._pending = None
+        result = pending.result()  # re-raises a terminal failure of the writer thread
+        self.source.commit(result.next_offsets)
+        self.stats.messages += result.messages
+        self.stats.rows += result.rows
+        self.stats.dead_letters += result.dead_letters
+        self.stats.skipped_duplicates += result.skipped_duplicates
+        self.stats.commits += 1
+        self.stats.tables[result.table] = self.stats.tables.get(result.table, 0) + result.rows
+        self.metrics.observe_commit(result)
+        log.info("batch_flushed", table=result.table, version=result.version, rows=result.rows,
+                 dead_letters=result.dead_letters, seconds=round(result.seconds, 3))
+
+    def _land_with_retries(self, batch: Batch) -> CommitResult:
+        ing = self.settings.ingest
+        delay, deadline = ing.retry_backoff_seconds, time.monotonic() + ing.retry_timeout_seconds
+        while True:
+            try:
+                return self._land(batch)
+            except TransientError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise TerminalError(f"gave up after retrying: {exc}", table=batch.table,
+                                        offsets=batch.ranges) from None
+                log.warning("commit_retried", table=batch.table, error=str(exc), backoff=delay)
+                self.metrics.retries.labels(batch.table).inc()
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _land(self, batch: Batch) -> CommitResult:
+        start, now = time.monotonic(), datetime.now(UTC)
+        config = self.settings.table(batch.table)
+        uri = self.settings.lake.table_uri("bronze", batch.table)
+        table = self.writer.open(uri)
+        options = DecodeOptions(batch.format, self.writer.schema(uri) if table else None,
+                                self.settings.ingest.max_message_bytes, self.settings.ingest.tombstones)
+        decoded = decode(batch, options=options, now=now)
+        landed = offsets.landed(table, batch.ranges)
+        rows, skipped = offsets.drop_landed(decoded.rows, landed)
+        todo = offsets.pending_ranges(batch.ranges, landed)
+        letters, version = list(decoded.dead_letters), None
+        if todo:
+            self._dead_letters(letters, todo, now, app="lakeport")
+            write = WriteOptions(tuple(config.partition_by), self.settings.ingest.target_file_size)
+            try:
+                version = self._append(uri, rows, todo, write, batch.table)
+            except SchemaRejected as exc:  # the table cannot take these rows: dead letters too
+                rejected = _rejected(batch, rows, str(exc))
+                self._dead_letters(rejected, todo, now, app="lakeport-rejected")
+                letters += rejected
+                rows = rows.slice(0, 0)
+                version = self._append(uri, rows, todo, write, batch.table)
+        next_offsets = {tp: last + 1 for tp, (_, last) in batch.ranges.items()}
+        return CommitResult(batch.table, version, rows.num_rows, len(letters), skipped,
+                            decoded.messages, decoded.raw_bytes, time.monotonic() - start, next_offsets)
+
+    def _append(self, uri: str, rows: pa.Table, todo: dict[TP, tuple[int, int]], write: WriteOptions,
+                table: str) -> int:
+        return self.writer.append(uri, rows, transactions=offsets.transactions(todo), options=write,
+                                  table_name=table).version
+
+    def _dead_letters(self, letters: list[DeadLetter], todo: dict[TP, tuple[int, int]], now: datetime,
+                      *, app: str) -> None:
+        """Append dead letters not yet in ``ops.dead_letters`` (watermarked per partition, like rows)."""
+        uri = self.settings.lake.table_uri(dead_letters.LAYER, dead_letters.TABLE)
+        mine = {(d.message.topic, d.message.partition) for d in letters} & set(todo)
+        if not mine:
+            return
+        fresh = dead_letters.not_landed(letters, offsets.landed(self.writer.open(uri), mine, app=app))
+        if fresh:
+            rows = dead_letters.to_table(fresh, now=now)
+            txns = offsets.transactions({tp: todo[tp] for tp in mine}, app=app)
+            self.writer.append(uri, rows, transactions=txns, table_name="ops.dead_letters")
+
+    # -- rebalance callbacks (called inside source.poll) ----------------------------------
+    def _start_offsets(self, partitions: list[TP]) -> dict[TP, int | None]:
+        out: dict[TP, int | None] = {}
+        for tp in partitions:
+            uri = self.settings.lake.table_uri("bronze", self._table_for(tp[0]).name)
+            out.update(self._retry(lambda uri=uri, tp=tp: offsets.next_offsets(self.writer.open(uri), [tp])))
+        return out
+
+    def _revoked(self, partitions: list[TP]) -> None:
+        self._collect(wait=True)  # an in-flight commit finishes before another worker may start
+        dropped = self.buffer.drop(partitions)
+        if dropped:
+            log.info("buffer_dropped", rows=dropped, reason="partitions revoked")
+
+    def _retry(self, fn):  # type: ignore[no-untyped-def]
+        delay, deadline = self.settings.ingest.retry_backoff_seconds, time.monotonic() + self.settings.ingest.retry_timeout_seconds
+        while True:
+            try:
+                return fn()
+            except TransientError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise TerminalError(f"gave up after retrying: {exc}") from None
+                log.warning("read_retried", error=str(exc), backoff=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def _rejected(batch: Batch, rows: pa.Table, error: str) -> list[DeadLetter]:
+    """The raw messages behind ``rows``, as dead letters of the write stage."""
+    wanted = set(zip(rows["_topic"].to_pylist(), rows["_partition"].to_pylist(),
+                     rows["_offset"].to_pylist(), strict=True))
+    return [
+        DeadLetter(batch.table, part.message(i), error, "write")
+        for part in batch.parts for i in range(part.size)
+        if (part.topic, part.partition, part.offsets[i]) in wanted
+    ]

@@ -1,0 +1,102 @@
+"""Writer: append Arrow rows to a Delta table as one commit carrying app transactions.
+
+Failures are classified: a schema the table cannot take is a ``SchemaRejected`` (the batch goes to
+dead letters); anything else (S3 down, throttling, a lost commit race) is transient and the caller
+retries the same commit — app transactions make the retry idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from ingestion.errors import IngestError, TransientError
+
+_SCHEMA_HINTS = ("schema", "cast error", "invalid data type", "cannot cast", "type mismatch",
+                 "unsupported", "not supported", "invalid argument")
+
+
+class SchemaRejected(IngestError):
+    """The table cannot store these rows as they are (a type it cannot merge)."""
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    partition_by: tuple[str, ...] = ()
+    target_file_size: int | None = None
+    compression: Literal["SNAPPY", "ZSTD", "LZ4_RAW", "UNCOMPRESSED"] = "SNAPPY"
+
+
+@dataclass(frozen=True)
+class WriteMetrics:
+    version: int
+    rows: int
+    seconds: float
+
+
+@dataclass
+class DeltaWriter:
+    storage_options: dict[str, str]
+    _handles: dict[str, DeltaTable] = field(default_factory=dict)
+
+    def open(self, uri: str, *, refresh: bool = True) -> DeltaTable | None:
+        """The table at ``uri`` (its latest version), or None if it does not exist yet."""
+        table = self._handles.get(uri)
+        try:
+            if table is None:
+                table = DeltaTable(uri, storage_options=self.storage_options or None)
+                self._handles[uri] = table
+            elif refresh:
+                table.update_incremental()
+        except TableNotFoundError:
+            return None
+        except Exception as exc:
+            raise TransientError(f"could not read the Delta log at {uri}: {_short(exc)}") from None
+        return table
+
+    def schema(self, uri: str) -> pa.Schema | None:
+        table = self.open(uri, refresh=False)
+        return None if table is None else pa.schema(table.schema().to_arrow())
+
+    def append(
+        self, uri: str, rows: pa.Table, *, transactions: list[Transaction],
+        options: WriteOptions = WriteOptions(), table_name: str | None = None,
+    ) -> WriteMetrics:
+        """Append ``rows`` (possibly none) and the transactions in a single Delta commit."""
+        start = time.monotonic()
+        rows = _with_partition_columns(rows, options.partition_by)
+        target = self._handles.get(uri, uri)
+        try:
+            write_deltalake(
+                target, rows, mode="append", schema_mode="merge",
+                partition_by=list(options.partition_by) or None,
+                storage_options=None if isinstance(target, DeltaTable) else (self.storage_options or None),
+                target_file_size=options.target_file_size,
+                writer_properties=WriterProperties(compression=options.compression),
+                commit_properties=CommitProperties(app_transactions=transactions, max_commit_retries=20),
+            )
+        except Exception as exc:
+            message = _short(exc)
+            if any(hint in message.lower() for hint in _SCHEMA_HINTS) and "connect" not in message.lower():
+                raise SchemaRejected(f"table rejected the batch: {message}", table=table_name) from None
+            raise TransientError(f"Delta commit failed: {message}", table=table_name) from None
+        table = self.open(uri)
+        assert table is not None
+        return WriteMetrics(table.version(), rows.num_rows, time.monotonic() - start)
+
+
+def _with_partition_columns(rows: pa.Table, partition_by: tuple[str, ...]) -> pa.Table:
+    for name in partition_by:
+        if name not in rows.column_names:
+            rows = rows.append_column(name, pa.nulls(rows.num_rows, pa.string()))
+    return rows
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:500]

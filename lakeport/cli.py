@@ -1,0 +1,168 @@
+"""The ``lakeport`` command line: one typer app, thin commands over the library."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lakeport import log as logging
+from lakeport.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False, help="Land Kafka topics in a Delta Lake, exactly once.")
+dev = typer.Typer(no_args_is_help=True, help="The local stack: Kafka-API broker (Tansu) and S3 (SeaweedFS).")
+demo = typer.Typer(no_args_is_help=True, help="The e-commerce demo.")
+app.add_typer(dev, name="dev")
+app.add_typer(demo, name="demo")
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="lakeport.yaml (default: $LAKEPORT_CONFIG or ./lakeport.yaml)")]
+HomeOpt = Annotated[Path, typer.Option("--home", help="state directory of the local stack", envvar="LAKEPORT_HOME")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def settings_from(config: Path | None) -> Settings:
+    """Build settings once, at the edge; a bad config exits 2 with the file and field named."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {logging.redact(str(exc))}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    secrets = [v.get_secret_value() for v in [*settings.kafka.properties.values(), *settings.lake.storage_options.values()]
+               if hasattr(v, "get_secret_value")]
+    logging.register_secrets(secrets)
+    return settings
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str) + "\n")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+
+
+@dev.command("up")
+def dev_up(home: HomeOpt = Path(".lakeport"), kafka_port: int = 19092, s3_port: int = 18333) -> None:
+    """Start the broker and S3 on loopback and wait until they answer."""
+    from lakeport import stack
+
+    try:
+        state = stack.up(home, kafka_port=kafka_port, s3_port=s3_port)
+    except stack.StackError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"kafka  {state.kafka_bootstrap}\ns3     {state.s3_endpoint} (bucket {state.bucket})\nstate  {state.home}")
+
+
+@dev.command("down")
+def dev_down(home: HomeOpt = Path(".lakeport")) -> None:
+    """Stop the services this state directory started (by pid)."""
+    from lakeport import stack
+
+    stopped = stack.down(home)
+    out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@dev.command("status")
+def dev_status(home: HomeOpt = Path(".lakeport"), as_json: JsonOpt = False) -> None:
+    """Report the local stack's services; exit 1 if it is not fully running."""
+    from lakeport import stack
+
+    report = stack.status(home)
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        for s in report["services"]:  # type: ignore[attr-defined]
+            out.print(f"{s['name']:6} pid {s['pid']:>7}  127.0.0.1:{s['port']:<6} {'up' if s['running'] else 'DOWN'}")
+        if not report["services"]:
+            out.print("not running")
+    raise typer.Exit(0 if report["running"] else 1)
+
+
+@app.command()
+def ingest(
+    config: ConfigOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="drain to the high watermarks seen at start, then exit")] = False,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json")] = False,
+) -> None:
+    """Run an ingest worker in the consumer group (any number may run side by side)."""
+    from ingestion.errors import IngestError
+    from ingestion.metrics import Metrics
+    from ingestion.worker import Worker
+
+    logging.configure(json=log_json)
+    settings = settings_from(config)
+    try:
+        stats = Worker(settings, once=once, metrics=Metrics(metrics_port)).run()
+    except IngestError as exc:
+        err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
+        raise typer.Exit(1) from None
+    out.print(f"landed {stats.rows} rows, {stats.dead_letters} dead letters, {stats.commits} commits")
+
+
+@app.command()
+def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Per table: Delta version, rows, files; per partition: lake offset vs high watermark."""
+    from ingestion import status as report
+
+    statuses = report.collect(settings_from(config))
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_dicts(statuses)) + "\n")
+        return
+    rows = [(s.table, s.version, s.rows, s.files, s.lag, ", ".join(f"{p.topic}[{p.partition}] {p.lake_offset}/{p.high_watermark}"
+            for p in s.partitions)) for s in statuses]
+    _print_rows(["table", "version", "rows", "files", "lag", "partitions (lake/high)"], rows, "table")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL; tables are bronze.<name>, ops.dead_letters")],
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv")] = "table",
+) -> None:
+    """Run SQL with DuckDB over the lake."""
+    import duckdb
+
+    from lake import connect
+
+    if fmt not in ("table", "json", "csv"):
+        raise typer.BadParameter("--format must be one of table, json, csv")
+    con = connect(settings_from(config))
+    try:
+        cursor = con.execute(query)
+    except duckdb.Error as exc:
+        err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
+        raise typer.Exit(1) from None
+    _print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
+
+
+@demo.command("run")
+def demo_run(config: ConfigOpt = None, home: HomeOpt = Path(".lakeport"), orders: int = 2000,
+             keep: Annotated[bool, typer.Option("--keep", help="leave the stack running")] = False) -> None:
+    """Start the stack, produce e-commerce traffic, ingest it, show what landed, stop the stack."""
+    from lakeport import demo as runner
+
+    logging.configure(level="WARNING")
+    settings = settings_from(config or Path("lakeport.yaml"))
+    runner.run(settings, home=home, orders=orders, keep=keep, console=out)
+
+
+

@@ -1,0 +1,1 @@
+"""Data quality checks over the lake (Great Expectations suites and alerting: see issue 5)."""

@@ -6,8 +6,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # The types pyarrow.json can produce straight from JSON text when given as explicit types.
-_JSON_NATIVE = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
-                pa.types.is_large_string, pa.types.is_decimal, pa.types.is_timestamp)
+_JSON_NATIVE = (
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_boolean,
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_decimal,
+    pa.types.is_timestamp,
+)
 
 
 def json_parse_type(dtype: pa.DataType) -> pa.DataType | None:
@@ -93,9 +100,13 @@ def _cast_nested(col: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
                 else pa.nulls(len(chunk), f.type)
                 for f in target
             ]
-            chunks.append(pa.StructArray.from_arrays(
-                children, fields=list(target), mask=pc.invert(chunk.is_valid()) if chunk.null_count else None
-            ))
+            chunks.append(
+                pa.StructArray.from_arrays(
+                    children,
+                    fields=list(target),
+                    mask=pc.invert(chunk.is_valid()) if chunk.null_count else None,
+                )
+            )
         return pa.chunked_array(chunks, type=target)
     return pc.cast(col, target)
 
@@ -118,8 +129,13 @@ def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
 def _merge_struct(want: pa.DataType, have: pa.DataType) -> pa.DataType:
     """The table's struct type plus any new children the batch brought (schema evolution)."""
     if pa.types.is_struct(want) and pa.types.is_struct(have):
-        fields = [pa.field(f.name, _merge_struct(f.type, have.field(f.name).type)
-                           if have.get_field_index(f.name) >= 0 else f.type) for f in want]
+        fields = [
+            pa.field(
+                f.name,
+                _merge_struct(f.type, have.field(f.name).type) if have.get_field_index(f.name) >= 0 else f.type,
+            )
+            for f in want
+        ]
         known = set(want.names)
         fields += [f for f in have if f.name not in known]
         return pa.struct(fields)

@@ -67,9 +67,15 @@ class Buffer:
         now = time.monotonic() if now is None else now
         flush_all = self.bytes >= self.policy.total_bytes
         due = [
-            name for name, b in self._tables.items()
-            if b.rows and (flush_all or b.rows >= self.policy.rows or b.bytes >= self.policy.bytes
-                           or now - b.since >= self.policy.seconds)
+            name
+            for name, b in self._tables.items()
+            if b.rows
+            and (
+                flush_all
+                or b.rows >= self.policy.rows
+                or b.bytes >= self.policy.bytes
+                or now - b.since >= self.policy.seconds
+            )
         ]
         return [self._take(name) for name in due]
 
@@ -95,4 +101,4 @@ class Buffer:
 
     def _take(self, name: str) -> Batch:
         b = self._tables.pop(name)
-        return Batch(name, b.format, tuple(b.parts), dict(b.ranges))
+        return Batch(name, b.format, tuple(b.parts), dict(b.ranges), b.bytes)

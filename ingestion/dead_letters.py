@@ -15,34 +15,41 @@ from ingestion.records import DeadLetter
 
 TABLE = "dead_letters"
 LAYER = "ops"
-SCHEMA = pa.schema([
-    ("_topic", pa.string()),
-    ("_partition", pa.int32()),
-    ("_offset", pa.int64()),
-    ("_timestamp", pa.timestamp("us", tz="UTC")),
-    ("_key", pa.string()),
-    ("_value", pa.binary()),
-    ("table_name", pa.string()),
-    ("stage", pa.string()),
-    ("error", pa.string()),
-    ("_ingested_at", pa.timestamp("us", tz="UTC")),
-])
+SCHEMA = pa.schema(
+    [
+        ("_topic", pa.string()),
+        ("_partition", pa.int32()),
+        ("_offset", pa.int64()),
+        ("_timestamp", pa.timestamp("us", tz="UTC")),
+        ("_key", pa.string()),
+        ("_value", pa.binary()),
+        ("table_name", pa.string()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("_ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def to_table(letters: Sequence[DeadLetter], *, now: datetime) -> pa.Table:
     m = [d.message for d in letters]
-    return pa.table({
-        "_topic": [x.topic for x in m],
-        "_partition": pa.array([x.partition for x in m], pa.int32()),
-        "_offset": pa.array([x.offset for x in m], pa.int64()),
-        "_timestamp": pa.array([x.timestamp_ms for x in m], pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(SCHEMA.field("_timestamp").type),
-        "_key": [None if x.key is None else x.key.decode("utf-8", "backslashreplace") for x in m],
-        "_value": pa.array([x.value for x in m], pa.binary()),
-        "table_name": [d.table for d in letters],
-        "stage": [d.stage for d in letters],
-        "error": [d.error[:2000] for d in letters],
-        "_ingested_at": pa.array([now] * len(letters), SCHEMA.field("_ingested_at").type),
-    }, schema=SCHEMA)
+    return pa.table(
+        {
+            "_topic": [x.topic for x in m],
+            "_partition": pa.array([x.partition for x in m], pa.int32()),
+            "_offset": pa.array([x.offset for x in m], pa.int64()),
+            "_timestamp": pa.array([x.timestamp_ms for x in m], pa.int64())
+            .cast(pa.timestamp("ms", tz="UTC"))
+            .cast(SCHEMA.field("_timestamp").type),
+            "_key": [None if x.key is None else x.key.decode("utf-8", "backslashreplace") for x in m],
+            "_value": pa.array([x.value for x in m], pa.binary()),
+            "table_name": [d.table for d in letters],
+            "stage": [d.stage for d in letters],
+            "error": [d.error[:2000] for d in letters],
+            "_ingested_at": pa.array([now] * len(letters), SCHEMA.field("_ingested_at").type),
+        },
+        schema=SCHEMA,
+    )
 
 
 def not_landed(letters: Sequence[DeadLetter], already: Mapping[tuple[str, int], int | None]) -> list[DeadLetter]:

@@ -39,6 +39,11 @@ class _Wrapper(msgspec.Struct, gc=False):
 _wrapper_decoder = msgspec.json.Decoder(_Wrapper)
 
 
+def maybe_wrapped(value: bytes) -> bool:
+    """Cheap pre-check (no copy): wrapped, or leading whitespace that needs the full check."""
+    return value.startswith(b'{"schema"') or value[:1].isspace()
+
+
 def is_wrapped(value: bytes) -> bool:
     return value[:48].lstrip().startswith(b'{"schema"')
 
@@ -109,9 +114,17 @@ def flatten(envelopes: pa.Table) -> tuple[pa.Table, pa.StructType]:
 # -- Kafka Connect schemas and logical types ---------------------------------------------------
 Conversion = Callable[[pa.ChunkedArray], pa.ChunkedArray]
 _CONNECT_TYPES = {
-    "int8": pa.int64(), "int16": pa.int64(), "int32": pa.int64(), "int64": pa.int64(),
-    "float32": pa.float64(), "float64": pa.float64(), "float": pa.float64(), "double": pa.float64(),
-    "boolean": pa.bool_(), "string": pa.string(), "bytes": pa.string(),
+    "int8": pa.int64(),
+    "int16": pa.int64(),
+    "int32": pa.int64(),
+    "int64": pa.int64(),
+    "float32": pa.float64(),
+    "float64": pa.float64(),
+    "float": pa.float64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "bytes": pa.string(),
 }
 
 
@@ -177,9 +190,7 @@ def connect_row(schema_json: bytes) -> tuple[pa.StructType, tuple[tuple[str, Con
     if image is None or image.get("type") != "struct":
         raise ValueError("wrapper schema has no 'after'/'before' struct")
     row = _connect_type(image)
-    conversions = tuple(
-        (f["field"], conv) for f in image.get("fields", []) if (conv := _logical(f)) is not None
-    )
+    conversions = tuple((f["field"], conv) for f in image.get("fields", []) if (conv := _logical(f)) is not None)
     assert isinstance(row, pa.StructType)
     return row, conversions
 

@@ -23,6 +23,8 @@ from ingestion.records import Batch, DeadLetter, Decoded
 META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_ingested_at")
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
+_TOMBSTONE = "__lakeport_tombstone"
+Parser = Callable[[list[bytes], pa.StructType | None, bytes | None], tuple[pa.Table, pa.StructType]]
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,11 @@ class _Chunk:
     row_type: pa.StructType
 
 
-def _read_json(values: Sequence[bytes], schema: pa.Schema | None) -> pa.Table:
-    data = b"\n".join(values)
-    if data.count(b"\n") != len(values) - 1:  # pretty-printed values: newlines are whitespace
-        data = b"\n".join(v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values)
+def _read_json(values: Sequence[bytes], schema: pa.Schema | None, data: bytes | None = None) -> pa.Table:
+    """Parse newline-joined values. A value with newlines inside (pretty-printed JSON) can break
+    a block boundary; the row-count check or a parse error then sends the batch to bisection,
+    where such a value is parsed on its own."""
+    data = b"\n".join(values) if data is None else data
     opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     block = min(max(len(data) // 4, 1 << 20), _BLOCK)
     table = pj.read_json(io.BytesIO(data), parse_options=opts, read_options=pj.ReadOptions(block_size=block))
@@ -63,18 +66,27 @@ def _strip_inferred_timestamps(parsed: pa.DataType, explicit: pa.DataType | None
     return arrow_types.timestamps_as_strings(parsed)
 
 
-def _parse_rows(values: Sequence[bytes], fmt: str, row_hint: pa.StructType | None) -> tuple[pa.Table, pa.StructType]:
+def _parse_rows(
+    values: Sequence[bytes], fmt: str, row_hint: pa.StructType | None, data: bytes | None
+) -> tuple[pa.Table, pa.StructType]:
     """Parse values into row columns (CDC columns included); returns the raw row type too."""
     if fmt == "debezium-json":
         schema = debezium.envelope_parse_schema(row_hint)
-        table = _read_json(values, schema)
-        fixed = pa.schema([pa.field(f.name, _strip_inferred_timestamps(
-            f.type, schema.field(f.name).type if f.name in schema.names else None)) for f in table.schema])
+        table = _read_json(values, schema, data)
+        fixed = pa.schema(
+            [
+                pa.field(
+                    f.name,
+                    _strip_inferred_timestamps(f.type, schema.field(f.name).type if f.name in schema.names else None),
+                )
+                for f in table.schema
+            ]
+        )
         if not fixed.equals(table.schema):
             table = _read_json(values, fixed)
         return debezium.flatten(table)
     schema = pa.schema(list(row_hint)) if row_hint is not None else None
-    table = _read_json(values, schema)
+    table = _read_json(values, schema, data)
     fixed = _strip_inferred_timestamps(pa.struct(list(table.schema)), row_hint)
     if not fixed.equals(pa.struct(list(table.schema))):
         table = _read_json(values, pa.schema(list(fixed)))
@@ -89,11 +101,15 @@ def _merge_hint(hint: pa.StructType | None, seen: pa.StructType) -> pa.StructTyp
 
 
 def _bisect(
-    values: list[bytes], index: list[int], parse: Callable[[list[bytes], pa.StructType | None], tuple[pa.Table, pa.StructType]],
-    hint: pa.StructType | None, bad: dict[int, str],
+    values: list[bytes],
+    index: list[int],
+    parse: Parser,
+    hint: pa.StructType | None,
+    bad: dict[int, str],
+    joined: bytes | None = None,
 ) -> tuple[list[_Chunk], pa.StructType | None]:
     try:
-        rows, row_type = parse(values, hint)
+        rows, row_type = parse(values, hint, joined)
         return [_Chunk(rows, index, row_type)], _merge_hint(hint, row_type)
     except Exception as exc:  # any failure of this slice: find the messages that cause it
         if len(values) == 1:
@@ -110,42 +126,63 @@ def _row_hint(options: DecodeOptions) -> pa.StructType | None:
     return pa.struct(list(schema)) if schema is not None and len(schema) else None
 
 
-def _parse_groups(values: list[bytes | None], todo: list[int], options: DecodeOptions, bad: dict[int, str]) -> list[_Chunk]:
+def _parse_groups(
+    values: list[bytes | None], todo: list[int], options: DecodeOptions, bad: dict[int, str]
+) -> list[_Chunk]:
     """Split wrapped Debezium messages by their Connect schema, then parse each group."""
     groups: dict[bytes | None, list[int]] = {}
     payloads: dict[int, bytes] = {}
+    clean: list[bytes] = values if len(todo) == len(values) else [values[i] for i in todo]  # type: ignore[assignment]
+    joined = b"\n".join(clean)
+    if not joined.isascii():
+        todo = _utf8(values, todo, bad)
+        clean = [values[i] for i in todo]  # type: ignore[misc]
+        joined = b"\n".join(clean)
+    if options.format != "debezium-json" or not any(map(debezium.maybe_wrapped, clean)):
+        return _parse_group(clean, todo, None, options, bad, joined)
     for i in todo:
-        value = values[i]
-        assert value is not None
+        value = values[i] or b""
         if options.format == "debezium-json" and debezium.is_wrapped(value):
             try:
-                schema_json, payloads[i] = debezium.unwrap(value)
+                wrapper_schema, payloads[i] = debezium.unwrap(value)
             except Exception as exc:
                 bad[i] = f"malformed schema wrapper: {exc}"
                 continue
-            groups.setdefault(schema_json, []).append(i)
+            groups.setdefault(wrapper_schema, []).append(i)
         else:
             payloads[i] = value
             groups.setdefault(None, []).append(i)
     chunks: list[_Chunk] = []
     for schema_json, index in groups.items():
-        hint, conversions = _row_hint(options), ()
-        if schema_json is not None:
-            try:
-                hint, conversions = debezium.connect_row(schema_json)
-            except Exception as exc:
-                bad.update({i: f"unusable Connect schema: {exc}" for i in index})
-                continue
-
-        def parse(vals: list[bytes], h: pa.StructType | None, conv=conversions) -> tuple[pa.Table, pa.StructType]:
-            rows, row_type = _parse_rows(vals, options.format, h)
-            rows = arrow_types.make_storable(debezium.apply_logical(rows, conv))
-            rows = _rename_reserved(rows, options.format)
-            return arrow_types.conform(rows, options.table_schema), row_type
-
-        found, _ = _bisect([payloads[i] for i in index], index, parse, hint, bad)
-        chunks += found
+        chunks += _parse_group([payloads[i] for i in index], index, schema_json, options, bad, None)
     return chunks
+
+
+def _parse_group(
+    payloads: list[bytes],
+    index: list[int],
+    schema_json: bytes | None,
+    options: DecodeOptions,
+    bad: dict[int, str],
+    joined: bytes | None,
+) -> list[_Chunk]:
+    hint = _row_hint(options)
+    conversions: tuple[tuple[str, debezium.Conversion], ...] = ()
+    if schema_json is not None:
+        try:
+            hint, conversions = debezium.connect_row(schema_json)
+        except Exception as exc:
+            bad.update({i: f"unusable Connect schema: {exc}" for i in index})
+            return []
+
+    def parse(vals: list[bytes], h: pa.StructType | None, data: bytes | None) -> tuple[pa.Table, pa.StructType]:
+        rows, row_type = _parse_rows(vals, options.format, h, data)
+        rows = arrow_types.make_storable(debezium.apply_logical(rows, conversions))
+        rows = _rename_reserved(rows, options.format)
+        return arrow_types.conform(rows, options.table_schema), row_type
+
+    found, _ = _bisect(payloads, index, parse, hint, bad, joined)
+    return found
 
 
 def _rename_reserved(rows: pa.Table, fmt: str) -> pa.Table:
@@ -156,29 +193,41 @@ def _rename_reserved(rows: pa.Table, fmt: str) -> pa.Table:
 
 def _validate(values: list[bytes | None], options: DecodeOptions, bad: dict[int, str]) -> tuple[list[int], list[int]]:
     """Indexes to parse and tombstone indexes; limit and encoding failures go to ``bad``."""
-    todo, tombstones = [], []
     limit = options.max_message_bytes
-    for i, v in enumerate(values):
-        if v is None:
-            tombstones.append(i)
-        elif len(v) > limit:
-            bad[i] = f"value of {len(v)} bytes exceeds max_message_bytes={limit}"
-        elif not v.strip():
-            bad[i] = "empty value"
-        else:
-            todo.append(i)
     try:
-        b"".join(values[i] for i in todo).decode("utf-8")  # type: ignore[misc]
-    except UnicodeDecodeError:
-        keep = []
-        for i in todo:
-            try:
-                values[i].decode("utf-8")  # type: ignore[union-attr]
-                keep.append(i)
-            except UnicodeDecodeError as exc:
-                bad[i] = f"invalid UTF-8 at byte {exc.start}"
-        todo = keep
+        lengths = list(map(len, values))  # type: ignore[arg-type]  # TypeError: a tombstone is present
+    except TypeError:
+        lengths = []
+    if lengths and min(lengths) > 0 and max(lengths) <= limit:
+        todo, tombstones = list(range(len(values))), []
+    else:
+        todo, tombstones = [], []
+        for i, v in enumerate(values):
+            if v is None:
+                tombstones.append(i)
+            elif len(v) > limit:
+                bad[i] = f"value of {len(v)} bytes exceeds max_message_bytes={limit}"
+            elif not v:
+                bad[i] = "empty value"
+            else:
+                todo.append(i)
     return todo, tombstones
+
+
+def _utf8(values: list[bytes | None], todo: list[int], bad: dict[int, str]) -> list[int]:
+    """Drop values that are not valid UTF-8 (pyarrow would silently replace the bytes)."""
+    keep = []
+    for i in todo:
+        value = values[i] or b""
+        if value.isascii():
+            keep.append(i)
+            continue
+        try:
+            value.decode("utf-8")
+            keep.append(i)
+        except UnicodeDecodeError as exc:
+            bad[i] = f"invalid UTF-8 at byte {exc.start}"
+    return keep
 
 
 def _keys(keys: list[bytes | None]) -> pa.Array:
@@ -186,7 +235,10 @@ def _keys(keys: list[bytes | None]) -> pa.Array:
     try:
         return arr.cast(pa.string())
     except pa.ArrowInvalid:
-        return pa.array([None if k is None else k.decode("utf-8", "backslashreplace") for k in keys], pa.string())
+        return pa.array(
+            [None if k is None else k.decode("utf-8", "backslashreplace") for k in keys],
+            pa.string(),
+        )
 
 
 def _metadata(batch: Batch, take: list[int], now: datetime) -> pa.Table:
@@ -199,16 +251,24 @@ def _metadata(batch: Batch, take: list[int], now: datetime) -> pa.Table:
         keys += part.keys
     if take != list(range(len(offsets))):
         topics, parts = [topics[i] for i in take], [parts[i] for i in take]
-        offsets, stamps, keys = [offsets[i] for i in take], [stamps[i] for i in take], [keys[i] for i in take]
+        offsets, stamps, keys = (
+            [offsets[i] for i in take],
+            [stamps[i] for i in take],
+            [keys[i] for i in take],
+        )
     n = len(take)
-    return pa.table({
-        "_topic": pa.array(topics, pa.string()),
-        "_partition": pa.array(parts, pa.int32()),
-        "_offset": pa.array(offsets, pa.int64()),
-        "_timestamp": pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
-        "_key": _keys(keys),
-        "_ingested_at": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n),
-    })
+    return pa.table(
+        {
+            "_topic": pa.array(topics, pa.string()),
+            "_partition": pa.array(parts, pa.int32()),
+            "_offset": pa.array(offsets, pa.int64()),
+            "_timestamp": pa.array(stamps, pa.int64())
+            .cast(pa.timestamp("ms", tz="UTC"))
+            .cast(pa.timestamp("us", tz="UTC")),
+            "_key": _keys(keys),
+            "_ingested_at": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n),
+        }
+    )
 
 
 def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None) -> Decoded:
@@ -219,10 +279,9 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
     todo, tombstones = _validate(values, options, bad)
     chunks = _parse_groups(values, todo, options, bad) if todo else []
     if tombstones and options.tombstones == "record":
-        op = {"_op": pa.nulls(len(tombstones), pa.string())} if options.format == "debezium-json" else {}
-        empty = pa.Table.from_batches([pa.record_batch([], names=[])]).slice(0, 0)
-        rows = pa.table(op) if op else empty
-        chunks.append(_Chunk(rows, tombstones, pa.struct([])))
+        marker = {"_op": pa.nulls(len(tombstones), pa.string())} if options.format == "debezium-json" else {}
+        marker[_TOMBSTONE] = pa.nulls(len(tombstones), pa.bool_())
+        chunks.append(_Chunk(pa.table(marker), tombstones, pa.struct([])))
     pieces, take = [], []
     for chunk in chunks:
         pieces.append(chunk.rows)
@@ -233,8 +292,7 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
         DeadLetter(batch.table, messages[i], error, "limits" if "exceeds" in error else "decode")
         for i, error in sorted(bad.items())
     )
-    raw_bytes = sum(len(v) for v in values if v is not None)
-    return Decoded(batch.table, rows, dead, dict(batch.ranges), len(values), raw_bytes)
+    return Decoded(batch.table, rows, dead, dict(batch.ranges), len(values), batch.raw_bytes)
 
 
 def _assemble(batch: Batch, pieces: list[pa.Table], take: list[int], now: datetime) -> pa.Table:
@@ -242,6 +300,8 @@ def _assemble(batch: Batch, pieces: list[pa.Table], take: list[int], now: dateti
     if not pieces:
         return meta
     data = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
+    if _TOMBSTONE in data.column_names:
+        data = data.drop_columns([_TOMBSTONE])
     for name, col in zip(data.column_names, data.columns, strict=True):
         meta = meta.append_column(name, col)
     return meta

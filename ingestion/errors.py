@@ -11,7 +11,10 @@ from collections.abc import Mapping
 
 class IngestError(Exception):
     def __init__(
-        self, message: str, *, table: str | None = None,
+        self,
+        message: str,
+        *,
+        table: str | None = None,
         offsets: Mapping[tuple[str, int], tuple[int, int]] | None = None,
     ) -> None:
         self.table = table

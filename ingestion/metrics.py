@@ -14,15 +14,30 @@ class Metrics:
     def __init__(self, port: int | None, *, lag_interval: float = 5.0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.messages = Counter("lakeport_messages_total", "Kafka messages landed or dead-lettered", ["table"], registry=r)
+        self.messages = Counter(
+            "lakeport_messages_total",
+            "Kafka messages landed or dead-lettered",
+            ["table"],
+            registry=r,
+        )
         self.bytes = Counter("lakeport_bytes_total", "Raw Kafka value bytes consumed", ["table"], registry=r)
         self.rows = Counter("lakeport_rows_total", "Rows appended to the table", ["table"], registry=r)
         self.dead = Counter("lakeport_dead_letters_total", "Records sent to ops.dead_letters", ["table"], registry=r)
         self.retries = Counter("lakeport_retries_total", "Retried Delta commits", ["table"], registry=r)
-        self.flush = Histogram("lakeport_flush_seconds", "Decode+write+commit time of a batch", ["table"],
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+        self.flush = Histogram(
+            "lakeport_flush_seconds",
+            "Decode+write+commit time of a batch",
+            ["table"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         self.version = Gauge("lakeport_delta_version", "Latest Delta version written", ["table"], registry=r)
-        self.lag = Gauge("lakeport_lag_messages", "High watermark minus position", ["topic", "partition"], registry=r)
+        self.lag = Gauge(
+            "lakeport_lag_messages",
+            "High watermark minus position",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.up = Gauge("lakeport_up", "1 while the worker runs", registry=r)
         self.up.set(1)
         self._lag_interval, self._lag_at = lag_interval, 0.0

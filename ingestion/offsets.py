@@ -36,9 +36,7 @@ def transactions(ranges: Mapping[TP, tuple[int, int]], *, app: str = "lakeport")
     return [Transaction(app_id=app_id(t, p, app=app), version=last) for (t, p), (_, last) in sorted(ranges.items())]
 
 
-def pending_ranges(
-    ranges: Mapping[TP, tuple[int, int]], already: Mapping[TP, int | None]
-) -> dict[TP, tuple[int, int]]:
+def pending_ranges(ranges: Mapping[TP, tuple[int, int]], already: Mapping[TP, int | None]) -> dict[TP, tuple[int, int]]:
     """The part of each range not landed yet (partitions fully landed are left out)."""
     out = {}
     for tp, (first, last) in ranges.items():
@@ -48,11 +46,17 @@ def pending_ranges(
     return out
 
 
-def drop_landed(rows: pa.Table, already: Mapping[TP, int | None]) -> tuple[pa.Table, int]:
+def drop_landed(
+    rows: pa.Table, already: Mapping[TP, int | None], *, ranges: Mapping[TP, tuple[int, int]] | None = None
+) -> tuple[pa.Table, int]:
     """Remove rows whose (topic, partition, offset) is already in the table; return the count."""
     marks = {tp: v for tp, v in already.items() if v is not None}
     if not marks or rows.num_rows == 0:
         return rows, 0
+    if ranges is not None:  # cheap common case: the batch starts after everything landed
+        marks = {tp: v for tp, v in marks.items() if tp not in ranges or ranges[tp][0] <= v}
+        if not marks:
+            return rows, 0
     keep = None
     for (topic, partition), last in marks.items():
         mine = pc.and_(pc.equal(rows["_topic"], topic), pc.equal(rows["_partition"], partition))

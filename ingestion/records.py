@@ -40,8 +40,12 @@ class RawBatch:
 
     def message(self, i: int) -> RawMessage:
         return RawMessage(
-            self.topic, self.partition, self.offsets[i], self.timestamps_ms[i],
-            self.keys[i], self.values[i],
+            self.topic,
+            self.partition,
+            self.offsets[i],
+            self.timestamps_ms[i],
+            self.keys[i],
+            self.values[i],
         )
 
 
@@ -54,6 +58,7 @@ class Batch:
     parts: tuple[RawBatch, ...]
     # (topic, partition) -> (first offset, last offset) covered by this batch
     ranges: dict[tuple[str, int], tuple[int, int]]
+    raw_bytes: int = 0
 
     @property
     def size(self) -> int:

@@ -88,14 +88,17 @@ class KafkaSource:
             low, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=10, cached=False)
             start = stored.get(tp)
             begin = max(low, 0) if start is None else start
-            self.progress[tp] = PartitionProgress(begin, high, begin, drained=begin >= high)
+            self.progress[tp] = PartitionProgress(begin, high, begin)
             assigned.append(TopicPartition(tp[0], tp[1], OFFSET_BEGINNING if start is None else start))
         if self._incremental:
             consumer.incremental_assign(assigned)
         else:
             consumer.assign(assigned)
         self._assigned_once = True
-        log.info("partitions_assigned", partitions=[f"{t}[{p}]@{self.progress[(t, p)].start}" for t, p in tps])
+        log.info(
+            "partitions_assigned",
+            partitions=[f"{t}[{p}]@{self.progress[(t, p)].start}" for t, p in tps],
+        )
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
@@ -110,30 +113,35 @@ class KafkaSource:
 
     # -- data ------------------------------------------------------------------------------
     def poll(self, max_messages: int, timeout: float) -> list[RawBatch]:
-        """Up to ``max_messages`` records, grouped into runs per topic-partition."""
+        """Up to ``max_messages`` records, as runs per topic-partition (no object per message)."""
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout)
-        runs: dict[TP, tuple[list[int], list[int | None], list[bytes | None], list[bytes | None]]] = {}
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                self._handle_error(err, msg)
-                continue
-            tp = (msg.topic(), msg.partition())
-            run = runs.get(tp)
-            if run is None:
-                run = runs[tp] = ([], [], [], [])
-            ts_type, ts = msg.timestamp()
-            run[0].append(msg.offset())
-            run[1].append(ts if ts_type else None)
-            run[2].append(msg.key())
-            run[3].append(msg.value())
-        batches = []
-        for tp, (offsets, stamps, keys, values) in runs.items():
-            progress = self.progress.get(tp)
-            if progress is not None:
-                progress.position = offsets[-1] + 1
-                progress.drained = progress.drained or progress.position >= progress.high_at_assign
-            batches.append(RawBatch(tp[0], tp[1], offsets, stamps, keys, values))
+        if not messages:
+            return []
+        failed = [m for m in messages if m.error() is not None]
+        if failed:
+            for m in failed:
+                self._handle_error(m.error(), m)
+            messages = [m for m in messages if m.error() is None]
+        topics = [m.topic() for m in messages]
+        partitions = [m.partition() for m in messages]
+        batches, start, n = [], 0, len(messages)
+        for i in range(1, n + 1):
+            if i == n or partitions[i] != partitions[start] or topics[i] != topics[start]:
+                run = messages[start:i]
+                stamps = [m.timestamp()[1] for m in run]
+                batch = RawBatch(
+                    str(topics[start]),
+                    int(partitions[start]),  # type: ignore[arg-type]
+                    [m.offset() for m in run],  # type: ignore[misc]
+                    [t if t >= 0 else None for t in stamps],
+                    [m.key() for m in run],
+                    [m.value() for m in run],
+                )
+                batches.append(batch)
+                progress = self.progress.get((batch.topic, batch.partition))
+                if progress is not None:
+                    progress.position = batch.offsets[-1] + 1
+                start = i
         return batches
 
     def _handle_error(self, err: KafkaError, msg: object) -> None:
@@ -150,10 +158,13 @@ class KafkaSource:
         log.warning("kafka_error_seen", error=err.str(), retriable=err.retriable())
 
     def drained(self) -> bool:
-        """True once assigned and every assigned partition reached its end as of assignment."""
-        return self._assigned_once and bool(self.progress) and all(
-            p.drained for p in self.progress.values()
-        )
+        """True once assigned and every assigned partition reached its end as of assignment.
+
+        The end is confirmed by the client's end-of-partition event (its offset comes from the
+        fetch high watermark), not by the watermark asked for at assignment alone: some
+        Kafka-compatible brokers answer ListOffsets with a stale value.
+        """
+        return self._assigned_once and bool(self.progress) and all(p.drained for p in self.progress.values())
 
     def assigned(self) -> list[TP]:
         return sorted(self.progress)

@@ -2,7 +2,8 @@
 
 Commit order for one batch (the only place it is written down):
 
-1. Decode the batch; bad records become dead-letter rows.
+1. Decode the batch (in the loop's thread, while the previous batch is written); bad records
+   become dead-letter rows.
 2. Re-read both Delta logs. Rows and dead letters at or below the offsets recorded there (app
    transactions) were landed already — by a previous life of this worker or by another one — and
    are dropped, which makes every step below idempotent.
@@ -17,6 +18,7 @@ A crash between any two steps re-reads the batch and lands each record exactly o
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +33,7 @@ from ingestion.batch import Buffer, FlushPolicy
 from ingestion.decode import DecodeOptions, decode
 from ingestion.errors import TerminalError, TransientError
 from ingestion.metrics import Metrics
-from ingestion.records import Batch, CommitResult, DeadLetter
+from ingestion.records import Batch, CommitResult, DeadLetter, Decoded
 from ingestion.source import TP, KafkaSource
 from ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.config import Settings, TableConfig
@@ -46,18 +48,27 @@ class RunStats:
     dead_letters: int = 0
     commits: int = 0
     skipped_duplicates: int = 0
+    seconds_from_first_message: float = 0.0
     tables: dict[str, int] = field(default_factory=dict)
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, once: bool = False, metrics: Metrics | None = None,
-                 client_id: str = "lakeport") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        once: bool = False,
+        metrics: Metrics | None = None,
+        client_id: str = "lakeport",
+    ) -> None:
         if not settings.tables:
             raise TerminalError("no tables configured: add at least one entry under 'tables'")
         self.settings, self.once, self.metrics = settings, once, metrics or Metrics(None)
         ing = settings.ingest
         self.buffer = Buffer(FlushPolicy(ing.flush_rows, ing.flush_bytes, ing.flush_seconds, 2 * ing.flush_bytes))
-        self.writer = DeltaWriter(settings.lake.to_object_store())
+        self.writer = DeltaWriter(settings.lake.to_object_store())  # used by the writer thread only
+        self.reader = DeltaWriter(settings.lake.to_object_store())  # used by the loop's thread only
+        self._schemas: dict[str, pa.Schema] = {}
         self.stats = RunStats()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lakeport-writer")
         self._pending: Future[CommitResult] | None = None
@@ -68,11 +79,19 @@ class Worker:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> RunStats:
+        # Records are freed by reference counting; the cyclic GC only burns CPU scanning them.
+        gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(1_000_000, 100, 100)
         self.source.open()
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            first: float | None = None
             while not self._stop:
-                for raw in self.source.poll(self.settings.ingest.poll_messages, 0.2):
+                raws = self.source.poll(self.settings.ingest.poll_messages, 0.2)
+                if raws and first is None:
+                    first = time.monotonic()
+                for raw in raws:
                     table = self._table_for(raw.topic)
                     self.buffer.add(table.name, table.format, raw)
                 for batch in self.buffer.ready():
@@ -84,9 +103,12 @@ class Worker:
             for batch in self.buffer.drain():
                 self._submit(batch)
             self._collect(wait=True)
+            self.stats.seconds_from_first_message = round(time.monotonic() - first, 3) if first else 0.0
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
             self._pool.shutdown(wait=True)
             self.source.close()
         log.info("ingest_finished", **{k: v for k, v in vars(self.stats).items() if k != "tables"})
@@ -104,8 +126,23 @@ class Worker:
 
     # -- writing, one batch at a time in the writer thread --------------------------------
     def _submit(self, batch: Batch) -> None:
+        decoded = self._decode(batch)  # overlaps with the previous batch's write
         self._collect(wait=True)
-        self._pending = self._pool.submit(self._land_with_retries, batch)
+        self._pending = self._pool.submit(self._land_with_retries, batch, decoded)
+
+    def _decode(self, batch: Batch) -> Decoded:
+        """Decode against the table's schema plus what earlier batches added (not yet committed)."""
+        uri = self.settings.lake.table_uri("bronze", batch.table)
+        known = self._retry(lambda: self.reader.schema(uri))
+        earlier = self._schemas.get(batch.table)
+        if earlier is not None:
+            known = earlier if known is None else pa.unify_schemas([known, earlier], promote_options="permissive")
+        ing = self.settings.ingest
+        decoded = decode(batch, options=DecodeOptions(batch.format, known, ing.max_message_bytes, ing.tombstones))
+        if decoded.rows.num_columns:
+            merged = [known, decoded.rows.schema] if known is not None else [decoded.rows.schema]
+            self._schemas[batch.table] = pa.unify_schemas(merged, promote_options="permissive")
+        return decoded
 
     def _collect(self, *, wait: bool) -> None:
         pending = self._pending
@@ -121,34 +158,38 @@ class Worker:
         self.stats.commits += 1
         self.stats.tables[result.table] = self.stats.tables.get(result.table, 0) + result.rows
         self.metrics.observe_commit(result)
-        log.info("batch_flushed", table=result.table, version=result.version, rows=result.rows,
-                 dead_letters=result.dead_letters, seconds=round(result.seconds, 3))
+        log.info(
+            "batch_flushed",
+            table=result.table,
+            version=result.version,
+            rows=result.rows,
+            dead_letters=result.dead_letters,
+            seconds=round(result.seconds, 3),
+        )
 
-    def _land_with_retries(self, batch: Batch) -> CommitResult:
+    def _land_with_retries(self, batch: Batch, decoded: Decoded) -> CommitResult:
         ing = self.settings.ingest
         delay, deadline = ing.retry_backoff_seconds, time.monotonic() + ing.retry_timeout_seconds
         while True:
             try:
-                return self._land(batch)
+                return self._land(batch, decoded)
             except TransientError as exc:
                 if time.monotonic() + delay > deadline:
-                    raise TerminalError(f"gave up after retrying: {exc}", table=batch.table,
-                                        offsets=batch.ranges) from None
+                    raise TerminalError(
+                        f"gave up after retrying: {exc}", table=batch.table, offsets=batch.ranges
+                    ) from None
                 log.warning("commit_retried", table=batch.table, error=str(exc), backoff=delay)
                 self.metrics.retries.labels(batch.table).inc()
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _land(self, batch: Batch) -> CommitResult:
+    def _land(self, batch: Batch, decoded: Decoded) -> CommitResult:
         start, now = time.monotonic(), datetime.now(UTC)
         config = self.settings.table(batch.table)
         uri = self.settings.lake.table_uri("bronze", batch.table)
         table = self.writer.open(uri)
-        options = DecodeOptions(batch.format, self.writer.schema(uri) if table else None,
-                                self.settings.ingest.max_message_bytes, self.settings.ingest.tombstones)
-        decoded = decode(batch, options=options, now=now)
         landed = offsets.landed(table, batch.ranges)
-        rows, skipped = offsets.drop_landed(decoded.rows, landed)
+        rows, skipped = offsets.drop_landed(decoded.rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
         letters, version = list(decoded.dead_letters), None
         if todo:
@@ -163,16 +204,33 @@ class Worker:
                 rows = rows.slice(0, 0)
                 version = self._append(uri, rows, todo, write, batch.table)
         next_offsets = {tp: last + 1 for tp, (_, last) in batch.ranges.items()}
-        return CommitResult(batch.table, version, rows.num_rows, len(letters), skipped,
-                            decoded.messages, decoded.raw_bytes, time.monotonic() - start, next_offsets)
+        return CommitResult(
+            batch.table,
+            version,
+            rows.num_rows,
+            len(letters),
+            skipped,
+            decoded.messages,
+            decoded.raw_bytes,
+            time.monotonic() - start,
+            next_offsets,
+        )
 
-    def _append(self, uri: str, rows: pa.Table, todo: dict[TP, tuple[int, int]], write: WriteOptions,
-                table: str) -> int:
-        return self.writer.append(uri, rows, transactions=offsets.transactions(todo), options=write,
-                                  table_name=table).version
+    def _append(
+        self,
+        uri: str,
+        rows: pa.Table,
+        todo: dict[TP, tuple[int, int]],
+        write: WriteOptions,
+        table: str,
+    ) -> int:
+        return self.writer.append(
+            uri, rows, transactions=offsets.transactions(todo), options=write, table_name=table
+        ).version
 
-    def _dead_letters(self, letters: list[DeadLetter], todo: dict[TP, tuple[int, int]], now: datetime,
-                      *, app: str) -> None:
+    def _dead_letters(
+        self, letters: list[DeadLetter], todo: dict[TP, tuple[int, int]], now: datetime, *, app: str
+    ) -> None:
         """Append dead letters not yet in ``ops.dead_letters`` (watermarked per partition, like rows)."""
         uri = self.settings.lake.table_uri(dead_letters.LAYER, dead_letters.TABLE)
         mine = {(d.message.topic, d.message.partition) for d in letters} & set(todo)
@@ -189,7 +247,7 @@ class Worker:
         out: dict[TP, int | None] = {}
         for tp in partitions:
             uri = self.settings.lake.table_uri("bronze", self._table_for(tp[0]).name)
-            out.update(self._retry(lambda uri=uri, tp=tp: offsets.next_offsets(self.writer.open(uri), [tp])))
+            out.update(self._retry(lambda uri=uri, tp=tp: offsets.next_offsets(self.reader.open(uri), [tp])))
         return out
 
     def _revoked(self, partitions: list[TP]) -> None:
@@ -199,7 +257,10 @@ class Worker:
             log.info("buffer_dropped", rows=dropped, reason="partitions revoked")
 
     def _retry(self, fn):  # type: ignore[no-untyped-def]
-        delay, deadline = self.settings.ingest.retry_backoff_seconds, time.monotonic() + self.settings.ingest.retry_timeout_seconds
+        delay, deadline = (
+            self.settings.ingest.retry_backoff_seconds,
+            time.monotonic() + self.settings.ingest.retry_timeout_seconds,
+        )
         while True:
             try:
                 return fn()
@@ -213,10 +274,17 @@ class Worker:
 
 def _rejected(batch: Batch, rows: pa.Table, error: str) -> list[DeadLetter]:
     """The raw messages behind ``rows``, as dead letters of the write stage."""
-    wanted = set(zip(rows["_topic"].to_pylist(), rows["_partition"].to_pylist(),
-                     rows["_offset"].to_pylist(), strict=True))
+    wanted = set(
+        zip(
+            rows["_topic"].to_pylist(),
+            rows["_partition"].to_pylist(),
+            rows["_offset"].to_pylist(),
+            strict=True,
+        )
+    )
     return [
         DeadLetter(batch.table, part.message(i), error, "write")
-        for part in batch.parts for i in range(part.size)
+        for part in batch.parts
+        for i in range(part.size)
         if (part.topic, part.partition, part.offsets[i]) in wanted
     ]

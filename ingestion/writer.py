@@ -17,8 +17,16 @@ from deltalake.exceptions import TableNotFoundError
 
 from ingestion.errors import IngestError, TransientError
 
-_SCHEMA_HINTS = ("schema", "cast error", "invalid data type", "cannot cast", "type mismatch",
-                 "unsupported", "not supported", "invalid argument")
+_SCHEMA_HINTS = (
+    "schema",
+    "cast error",
+    "invalid data type",
+    "cannot cast",
+    "type mismatch",
+    "unsupported",
+    "not supported",
+    "invalid argument",
+)
 
 
 class SchemaRejected(IngestError):
@@ -64,8 +72,13 @@ class DeltaWriter:
         return None if table is None else pa.schema(table.schema().to_arrow())
 
     def append(
-        self, uri: str, rows: pa.Table, *, transactions: list[Transaction],
-        options: WriteOptions = WriteOptions(), table_name: str | None = None,
+        self,
+        uri: str,
+        rows: pa.Table,
+        *,
+        transactions: list[Transaction],
+        options: WriteOptions = WriteOptions(),
+        table_name: str | None = None,
     ) -> WriteMetrics:
         """Append ``rows`` (possibly none) and the transactions in a single Delta commit."""
         start = time.monotonic()
@@ -73,7 +86,10 @@ class DeltaWriter:
         target = self._handles.get(uri, uri)
         try:
             write_deltalake(
-                target, rows, mode="append", schema_mode="merge",
+                target,
+                rows,
+                mode="append",
+                schema_mode="merge",
                 partition_by=list(options.partition_by) or None,
                 storage_options=None if isinstance(target, DeltaTable) else (self.storage_options or None),
                 target_file_size=options.target_file_size,

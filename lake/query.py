@@ -23,7 +23,7 @@ OPS_TABLES = ("dead_letters",)
 
 def _extension(module_name: str) -> Path:
     module = __import__(module_name)
-    found = sorted(Path(module.__file__).parent.rglob("*.duckdb_extension"))
+    found = sorted(Path(str(module.__file__)).parent.rglob("*.duckdb_extension"))
     if not found:
         raise RuntimeError(f"no DuckDB extension file in the {module_name} wheel; run `make install`")
     return found[-1]
@@ -38,13 +38,19 @@ def _s3_secret(con: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
     endpoint = urlparse(opts.get("AWS_ENDPOINT_URL", "") or opts.get("ENDPOINT", ""))
     parts = ["TYPE S3"]
     if "AWS_ACCESS_KEY_ID" in opts:
-        parts += [f"KEY_ID {_quote(opts['AWS_ACCESS_KEY_ID'])}", f"SECRET {_quote(opts.get('AWS_SECRET_ACCESS_KEY', ''))}"]
+        parts += [
+            f"KEY_ID {_quote(opts['AWS_ACCESS_KEY_ID'])}",
+            f"SECRET {_quote(opts.get('AWS_SECRET_ACCESS_KEY', ''))}",
+        ]
     if "AWS_SESSION_TOKEN" in opts:
         parts.append(f"SESSION_TOKEN {_quote(opts['AWS_SESSION_TOKEN'])}")
     parts.append(f"REGION {_quote(opts.get('AWS_REGION', 'us-east-1'))}")
     if endpoint.netloc:
-        parts += [f"ENDPOINT {_quote(endpoint.netloc)}", "URL_STYLE 'path'",
-                  f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}"]
+        parts += [
+            f"ENDPOINT {_quote(endpoint.netloc)}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}",
+        ]
     con.execute(f"CREATE OR REPLACE SECRET lakeport_s3 ({', '.join(parts)})")
 
 

@@ -16,7 +16,12 @@ from rich.table import Table
 from lakeport import log as logging
 from lakeport.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False, help="Land Kafka topics in a Delta Lake, exactly once.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Land Kafka topics in a Delta Lake, exactly once.",
+)
 dev = typer.Typer(no_args_is_help=True, help="The local stack: Kafka-API broker (Tansu) and S3 (SeaweedFS).")
 demo = typer.Typer(no_args_is_help=True, help="The e-commerce demo.")
 app.add_typer(dev, name="dev")
@@ -24,7 +29,10 @@ app.add_typer(demo, name="demo")
 out = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="lakeport.yaml (default: $LAKEPORT_CONFIG or ./lakeport.yaml)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="lakeport.yaml (default: $LAKEPORT_CONFIG or ./lakeport.yaml)"),
+]
 HomeOpt = Annotated[Path, typer.Option("--home", help="state directory of the local stack", envvar="LAKEPORT_HOME")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -36,8 +44,11 @@ def settings_from(config: Path | None) -> Settings:
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {logging.redact(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
-    secrets = [v.get_secret_value() for v in [*settings.kafka.properties.values(), *settings.lake.storage_options.values()]
-               if hasattr(v, "get_secret_value")]
+    secrets = [
+        v.get_secret_value()
+        for v in [*settings.kafka.properties.values(), *settings.lake.storage_options.values()]
+        if hasattr(v, "get_secret_value")
+    ]
     logging.register_secrets(secrets)
     return settings
 
@@ -68,7 +79,9 @@ def dev_up(home: HomeOpt = Path(".lakeport"), kafka_port: int = 19092, s3_port: 
     except stack.StackError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    out.print(f"kafka  {state.kafka_bootstrap}\ns3     {state.s3_endpoint} (bucket {state.bucket})\nstate  {state.home}")
+    out.print(
+        f"kafka  {state.kafka_bootstrap}\ns3     {state.s3_endpoint} (bucket {state.bucket})\nstate  {state.home}"
+    )
 
 
 @dev.command("down")
@@ -100,7 +113,10 @@ def dev_status(home: HomeOpt = Path(".lakeport"), as_json: JsonOpt = False) -> N
 def ingest(
     config: ConfigOpt = None,
     once: Annotated[bool, typer.Option("--once", help="drain to the high watermarks seen at start, then exit")] = False,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="serve Prometheus metrics on 127.0.0.1:PORT"),
+    ] = None,
     log_json: Annotated[bool, typer.Option("--log-json")] = False,
 ) -> None:
     """Run an ingest worker in the consumer group (any number may run side by side)."""
@@ -127,8 +143,17 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report.as_dicts(statuses)) + "\n")
         return
-    rows = [(s.table, s.version, s.rows, s.files, s.lag, ", ".join(f"{p.topic}[{p.partition}] {p.lake_offset}/{p.high_watermark}"
-            for p in s.partitions)) for s in statuses]
+    rows = [
+        (
+            s.table,
+            s.version,
+            s.rows,
+            s.files,
+            s.lag,
+            ", ".join(f"{p.topic}[{p.partition}] {p.lake_offset}/{p.high_watermark}" for p in s.partitions),
+        )
+        for s in statuses
+    ]
     _print_rows(["table", "version", "rows", "files", "lag", "partitions (lake/high)"], rows, "table")
 
 
@@ -155,14 +180,15 @@ def sql(
 
 
 @demo.command("run")
-def demo_run(config: ConfigOpt = None, home: HomeOpt = Path(".lakeport"), orders: int = 2000,
-             keep: Annotated[bool, typer.Option("--keep", help="leave the stack running")] = False) -> None:
+def demo_run(
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".lakeport"),
+    orders: int = 2000,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the stack running")] = False,
+) -> None:
     """Start the stack, produce e-commerce traffic, ingest it, show what landed, stop the stack."""
     from lakeport import demo as runner
 
     logging.configure(level="WARNING")
     settings = settings_from(config or Path("lakeport.yaml"))
     runner.run(settings, home=home, orders=orders, keep=keep, console=out)
-
-
-

@@ -43,9 +43,7 @@ def _wrap_secrets(values: Mapping[str, Any]) -> dict[str, str | SecretStr]:
 
 
 def _reveal(values: Mapping[str, str | SecretStr]) -> dict[str, str]:
-    return {
-        k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()
-    }
+    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
 
 
 class _Section(BaseModel):
@@ -146,7 +144,10 @@ class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LAKEPORT_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+        env_prefix="LAKEPORT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -215,9 +216,7 @@ def resolve_config_path(path: str | Path | None, environ: Mapping[str, str]) -> 
     return default if default.exists() else None
 
 
-def load_settings(
-    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, substitute and validate the configuration; raise :class:`ConfigError` if unusable.
 
     ``environ`` feeds ``${VAR}`` substitution and ``LAKEPORT_CONFIG``; ``LAKEPORT_<SECTION>__<FIELD>``

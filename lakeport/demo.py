@@ -15,8 +15,14 @@ from lakeport.config import Settings
 from lakeport.kafka_tools import create_topics, produce
 from lakeport.workload import EcommerceWorkload
 
-TOPICS = {"shop.public.customers": 3, "shop.public.products": 1, "shop.public.orders": 6,
-          "events.order": 3, "events.payment": 3, "events.shipment": 3}
+TOPICS = {
+    "shop.public.customers": 3,
+    "shop.public.products": 1,
+    "shop.public.orders": 6,
+    "events.order": 3,
+    "events.payment": 3,
+    "events.shipment": 3,
+}
 
 
 def _ports(settings: Settings) -> tuple[int, int]:
@@ -38,13 +44,17 @@ def run(settings: Settings, *, home: Path, orders: int, keep: bool, console: Con
         workload = EcommerceWorkload(customers=max(orders // 10, 10), products=50, orders=orders)
         t0 = time.monotonic()
         sent = produce(conf, workload.messages())
-        console.print(f"produced {sent:,} messages in {time.monotonic() - t0:.1f}s "
-                      "(Debezium change events + OrderPlaced/PaymentCaptured/ShipmentStatusChanged)")
+        console.print(
+            f"produced {sent:,} messages in {time.monotonic() - t0:.1f}s "
+            "(Debezium change events + OrderPlaced/PaymentCaptured/ShipmentStatusChanged)"
+        )
         console.rule("[bold]3. lakeport ingest --once")
         t0 = time.monotonic()
         stats = Worker(settings, once=True).run()
-        console.print(f"landed {stats.rows:,} rows in {stats.commits} Delta commits, "
-                      f"{stats.dead_letters} dead letters, {time.monotonic() - t0:.1f}s")
+        console.print(
+            f"landed {stats.rows:,} rows in {stats.commits} Delta commits, "
+            f"{stats.dead_letters} dead letters, {time.monotonic() - t0:.1f}s"
+        )
         console.rule("[bold]4. what landed (DuckDB over Delta on S3)")
         _show(settings, console)
     finally:
@@ -65,16 +75,25 @@ def _show(settings: Settings, console: Console) -> None:
             counts.add_row(name, "(not created)")
     console.print(counts)
     for title, query in [
-        ("orders by status (latest change per order)",
-         "SELECT status, count(*) AS orders FROM (SELECT id, status, _op, row_number() OVER (PARTITION BY id ORDER BY _source_lsn DESC) rn "
-         "FROM bronze.orders) WHERE rn = 1 AND _op <> 'd' GROUP BY status ORDER BY orders DESC"),
-        ("domain events by type",
-         "SELECT event_type, _topic, count(*) AS events FROM bronze.domain_events GROUP BY ALL ORDER BY events DESC"),
-        ("a few change events", "SELECT _topic, _partition, _offset, _op, id, status, amount FROM bronze.orders ORDER BY _source_lsn LIMIT 5"),
+        (
+            "orders by status (latest change per order)",
+            "SELECT status, count(*) AS orders FROM (SELECT id, status, _op, "
+            "row_number() OVER (PARTITION BY id ORDER BY _source_lsn DESC) rn FROM bronze.orders) "
+            "WHERE rn = 1 AND _op <> 'd' GROUP BY status ORDER BY orders DESC",
+        ),
+        (
+            "domain events by type",
+            "SELECT event_type, _topic, count(*) AS events FROM bronze.domain_events GROUP BY ALL ORDER BY events DESC",
+        ),
+        (
+            "a few change events",
+            "SELECT _topic, _partition, _offset, _op, id, status, amount "
+            "FROM bronze.orders ORDER BY _source_lsn LIMIT 5",
+        ),
     ]:
         cur = con.execute(query)
         table = Table(*[d[0] for d in cur.description], title=title)
         for row in cur.fetchall():
             table.add_row(*(str(v) for v in row))
         console.print(table)
-    console.print("try: .venv/bin/lakeport sql \"SELECT * FROM bronze.customers LIMIT 5\"  (with `make demo-keep`)")
+    console.print('try: .venv/bin/lakeport sql "SELECT * FROM bronze.customers LIMIT 5"  (with `make demo-keep`)')

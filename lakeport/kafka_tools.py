@@ -16,7 +16,7 @@ def create_topics(conf: dict[str, Any], topics: dict[str, int], *, timeout: floa
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing]
     if new:
-        for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+        for future in admin.create_topics(new, operation_timeout=timeout).values():
             try:
                 future.result(timeout=timeout)
             except KafkaException as exc:
@@ -32,15 +32,26 @@ def create_topics(conf: dict[str, Any], topics: dict[str, int], *, timeout: floa
 
 
 def produce(
-    conf: dict[str, Any], messages: Iterable[tuple[str, bytes | None, bytes | None]], *,
+    conf: dict[str, Any],
+    messages: Iterable[tuple[str, bytes | None, bytes | None]],
+    *,
     partition: int | None = None,
 ) -> int:
     """Produce (topic, key, value) messages with an idempotent producer; returns the count acked."""
-    producer = Producer({
-        **{k: v for k, v in conf.items() if not k.startswith(("group.", "enable.auto", "auto.", "enable.partition"))},
-        "enable.idempotence": True, "linger.ms": 20, "batch.num.messages": 10000,
-        "queue.buffering.max.messages": 500000, "message.max.bytes": 10 * 1024 * 1024,
-    })
+    producer = Producer(
+        {
+            **{
+                k: v
+                for k, v in conf.items()
+                if not k.startswith(("group.", "enable.auto", "auto.", "enable.partition"))
+            },
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            "message.max.bytes": 10 * 1024 * 1024,
+        }
+    )
     errors: list[str] = []
     acked = 0
 

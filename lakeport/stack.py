@@ -122,8 +122,12 @@ def _spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=cwd, start_new_session=True,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
         )
 
 
@@ -132,9 +136,18 @@ def _start_kafka(home: Path, port: int, deadline: float) -> Service:
     url = f"tcp://127.0.0.1:{port}"
     log = home / "logs" / "tansu.log"
     proc = _spawn(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        log, home,
+        [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        log,
+        home,
     )
     service = Service("kafka", proc.pid, port, str(binary), str(log))
     if not _wait_port(port, deadline) or proc.poll() is not None:
@@ -148,21 +161,45 @@ def _start_s3(home: Path, port: int, access_key: str, secret_key: str, deadline:
     data = home / "s3"
     data.mkdir(parents=True, exist_ok=True)
     identities = home / "s3-identities.json"
-    identities.write_text(json.dumps({"identities": [{
-        "name": "lakeport", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "lakeport",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     identities.chmod(0o600)
     ports = [free_port() for _ in range(3)]
     log = home / "logs" / "seaweedfs.log"
     cmd = [
-        str(binary), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports[0]}", f"-master.port.grpc={ports[0] + 10000}",
-        f"-volume.port={ports[1]}", f"-volume.port.grpc={ports[1] + 10000}",
-        f"-filer.port={ports[2]}", f"-filer.port.grpc={ports[2] + 10000}",
-        "-s3", f"-s3.port={port}", f"-s3.port.grpc={port + 10000}", f"-s3.config={identities}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false", "-webdav=false",
-        "-master.volumeSizeLimitMB=1024", "-volume.max=64", "-metricsPort=0",
+        str(binary),
+        "server",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports[0]}",
+        f"-master.port.grpc={ports[0] + 10000}",
+        f"-volume.port={ports[1]}",
+        f"-volume.port.grpc={ports[1] + 10000}",
+        f"-filer.port={ports[2]}",
+        f"-filer.port.grpc={ports[2] + 10000}",
+        "-s3",
+        f"-s3.port={port}",
+        f"-s3.port.grpc={port + 10000}",
+        f"-s3.config={identities}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-iam=false",
+        "-webdav=false",
+        "-master.volumeSizeLimitMB=1024",
+        "-volume.max=64",
+        "-metricsPort=0",
     ]
     proc = _spawn(cmd, log, home)
     service = Service("s3", proc.pid, port, str(binary), str(log))
@@ -177,8 +214,12 @@ def s3_client(endpoint: str, access_key: str, secret_key: str):  # type: ignore[
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-        region_name="us-east-1", config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
     )
 
 
@@ -237,8 +278,12 @@ def is_running(service: Service) -> bool:
 
 
 def up(
-    home: Path, *, kafka_port: int | None = None, s3_port: int | None = None,
-    bucket: str = DEFAULT_BUCKET, timeout: float = 60.0,
+    home: Path,
+    *,
+    kafka_port: int | None = None,
+    s3_port: int | None = None,
+    bucket: str = DEFAULT_BUCKET,
+    timeout: float = 60.0,
 ) -> StackState:
     """Start the stack (or return the running one) and wait until both services answer."""
     home = home.resolve()
@@ -256,9 +301,13 @@ def up(
             raise StackError(f"port 127.0.0.1:{port} is already in use")
     kafka = _start_kafka(home, kafka_port, deadline)
     state = StackState(
-        home=str(home), kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-        s3_endpoint=f"http://127.0.0.1:{s3_port}", bucket=bucket,
-        access_key=DEV_ACCESS_KEY, secret_key=DEV_SECRET_KEY, services=[kafka],
+        home=str(home),
+        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        s3_endpoint=f"http://127.0.0.1:{s3_port}",
+        bucket=bucket,
+        access_key=DEV_ACCESS_KEY,
+        secret_key=DEV_SECRET_KEY,
+        services=[kafka],
     )
     _save_state(state)
     try:
@@ -320,11 +369,13 @@ def status(home: Path) -> dict[str, object]:
     if state is None:
         return {"running": False, "home": str(home.resolve()), "services": []}
     services = [
-        {"name": s.name, "pid": s.pid, "port": s.port, "running": is_running(s), "log": s.log}
-        for s in state.services
+        {"name": s.name, "pid": s.pid, "port": s.port, "running": is_running(s), "log": s.log} for s in state.services
     ]
     return {
-        "running": all(s["running"] for s in services), "home": state.home,
-        "kafka_bootstrap": state.kafka_bootstrap, "s3_endpoint": state.s3_endpoint,
-        "bucket": state.bucket, "services": services,
+        "running": all(s["running"] for s in services),
+        "home": state.home,
+        "kafka_bootstrap": state.kafka_bootstrap,
+        "s3_endpoint": state.s3_endpoint,
+        "bucket": state.bucket,
+        "services": services,
     }

@@ -16,22 +16,53 @@ import msgspec
 _encode = msgspec.json.Encoder().encode
 Message = tuple[str, bytes, bytes]  # topic, key, value
 
-CITIES = ["Lisbon", "Porto", "Berlin", "Hamburg", "Lyon", "Paris", "Madrid", "Turin", "Utrecht", "Gdansk"]
+CITIES = [
+    "Lisbon",
+    "Porto",
+    "Berlin",
+    "Hamburg",
+    "Lyon",
+    "Paris",
+    "Madrid",
+    "Turin",
+    "Utrecht",
+    "Gdansk",
+]
 CATEGORIES = ["books", "garden", "kitchen", "toys", "audio", "outdoor", "office", "pets"]
 SHIPMENT_FLOW = ["Approved", "Processing", "Shipped", "InTransit", "Received"]
 
 
 def change_event(
-    op: str, before: dict[str, Any] | None, after: dict[str, Any] | None, *, table: str,
-    lsn: int, ts_ms: int, tx_id: int, db: str = "shop", snapshot: str = "false",
+    op: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    *,
+    table: str,
+    lsn: int,
+    ts_ms: int,
+    tx_id: int,
+    db: str = "shop",
+    snapshot: str = "false",
 ) -> dict[str, Any]:
     """A Debezium PostgreSQL change event envelope (without the schema wrapper)."""
     return {
-        "before": before, "after": after, "op": op, "ts_ms": ts_ms + 3,
+        "before": before,
+        "after": after,
+        "op": op,
+        "ts_ms": ts_ms + 3,
         "source": {
-            "version": "2.7.0.Final", "connector": "postgresql", "name": "shop", "ts_ms": ts_ms,
-            "snapshot": snapshot, "db": db, "sequence": f'["{lsn - 8}","{lsn}"]', "schema": "public",
-            "table": table, "txId": tx_id, "lsn": lsn, "xmin": None,
+            "version": "2.7.0.Final",
+            "connector": "postgresql",
+            "name": "shop",
+            "ts_ms": ts_ms,
+            "snapshot": snapshot,
+            "db": db,
+            "sequence": f'["{lsn - 8}","{lsn}"]',
+            "schema": "public",
+            "table": table,
+            "txId": tx_id,
+            "lsn": lsn,
+            "xmin": None,
         },
         "transaction": None,
     }
@@ -60,29 +91,59 @@ class EcommerceWorkload:
             return f"{self.prefix}.{table}", _encode({"id": key}), _encode(event)
 
         def domain(kind: str, aggregate: str, key: int, **payload: Any) -> Message:
-            event = {"event_id": f"{kind}-{key}-{lsn}", "event_type": kind, "aggregate_type": aggregate,
-                     "aggregate_id": str(key), "occurred_at": clock, **payload}
+            event = {
+                "event_id": f"{kind}-{key}-{lsn}",
+                "event_type": kind,
+                "aggregate_type": aggregate,
+                "aggregate_id": str(key),
+                "occurred_at": clock,
+                **payload,
+            }
             return f"events.{aggregate}", str(key).encode(), _encode(event)
 
         for pid in range(1, self.products + 1):
             prices[pid] = f"{rnd.randint(300, 25000) / 100:.2f}"
-            row = {"id": pid, "sku": f"SKU-{pid:05d}", "name": f"Product {pid}",
-                   "category": rnd.choice(CATEGORIES), "price": prices[pid], "stock": rnd.randint(0, 500)}
+            row = {
+                "id": pid,
+                "sku": f"SKU-{pid:05d}",
+                "name": f"Product {pid}",
+                "category": rnd.choice(CATEGORIES),
+                "price": prices[pid],
+                "stock": rnd.randint(0, 500),
+            }
             yield cdc("products", pid, "r", None, row)
         for cid in range(1, self.customers + 1):
-            row = {"id": cid, "email": f"customer{cid}@example.com", "full_name": f"Customer {cid}",
-                   "city": rnd.choice(CITIES), "created_at": clock}
+            row = {
+                "id": cid,
+                "email": f"customer{cid}@example.com",
+                "full_name": f"Customer {cid}",
+                "city": rnd.choice(CITIES),
+                "created_at": clock,
+            }
             customers[cid] = row
             yield cdc("customers", cid, "c", None, row)
         for oid in range(1, self.orders + 1):
             cid, pid = rnd.randint(1, self.customers), rnd.randint(1, self.products)
             qty = rnd.randint(1, 4)
-            order = {"id": oid, "customer_id": cid, "product_id": pid, "quantity": qty,
-                     "amount": f"{float(prices[pid]) * qty:.2f}", "status": "Approved", "updated_at": clock}
+            order = {
+                "id": oid,
+                "customer_id": cid,
+                "product_id": pid,
+                "quantity": qty,
+                "amount": f"{float(prices[pid]) * qty:.2f}",
+                "status": "Approved",
+                "updated_at": clock,
+            }
             yield cdc("orders", oid, "c", None, order)
             yield domain("OrderPlaced", "order", oid, customer_id=cid, amount=order["amount"])
             if rnd.random() < 0.9:
-                yield domain("PaymentCaptured", "payment", oid, amount=order["amount"], method=rnd.choice(["card", "paypal", "sepa"]))
+                yield domain(
+                    "PaymentCaptured",
+                    "payment",
+                    oid,
+                    amount=order["amount"],
+                    method=rnd.choice(["card", "paypal", "sepa"]),
+                )
                 for status in SHIPMENT_FLOW[1 : rnd.randint(2, len(SHIPMENT_FLOW))]:
                     new = {**order, "status": status, "updated_at": clock}
                     yield cdc("orders", oid, "u", order, new)
@@ -108,11 +169,21 @@ def bench_events(count: int, *, seed: int = 1, keys: int = 200_000) -> Iterator[
         lsn += 64
         clock += 1
         row = {
-            "id": key, "customer_id": rnd.randint(1, 100_000), "product_id": rnd.randint(1, 5000),
-            "status": rnd.choice(SHIPMENT_FLOW), "quantity": rnd.randint(1, 5),
-            "amount": f"{rnd.randint(100, 99999) / 100:.2f}", "currency": "EUR",
-            "shipping_city": rnd.choice(CITIES), "note": "x" * rnd.randint(10, 40),
-            "created_at": clock - 86_400_000, "updated_at": clock, "version": i,
+            "id": key,
+            "customer_id": rnd.randint(1, 100_000),
+            "product_id": rnd.randint(1, 5000),
+            "status": rnd.choice(SHIPMENT_FLOW),
+            "quantity": rnd.randint(1, 5),
+            "amount": f"{rnd.randint(100, 99999) / 100:.2f}",
+            "currency": "EUR",
+            "shipping_city": rnd.choice(CITIES),
+            "note": "x" * rnd.randint(10, 40),
+            "shipping_street": f"{rnd.randint(1, 999)} Avenida da Liberdade, apt {rnd.randint(1, 99)}",
+            "customer_email": f"customer{rnd.randint(1, 100_000)}@example.com",
+            "payment_method": rnd.choice(["card", "paypal", "sepa", "klarna"]),
+            "created_at": clock - 86_400_000,
+            "updated_at": clock,
+            "version": i,
         }
         after = None if op == "d" else row
         before = {"id": key} if op == "d" else (row if op == "u" else None)

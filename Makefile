@@ -1,0 +1,48 @@
+# Lakeport — every target a new user needs on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install lint fmt test test-fast demo demo-keep bench clean dev-up dev-down
+
+install: $(STAMP)  ## create .venv and install lakeport (editable) with test, demo and bench tools
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+lint: install  ## ruff format + lint, mypy on the library
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: install lint  ## the whole suite: unit tests and integration tests on the real local stack
+	$(BIN)/pytest
+
+test-fast: install  ## only the tests that need no local stack
+	$(BIN)/pytest -m "not stack"
+
+demo: install  ## start the stack, produce e-commerce traffic, ingest it, show the lake, stop
+	$(BIN)/lakeport demo run
+
+demo-keep: install  ## the demo, leaving the stack up for `lakeport sql` (stop: make dev-down)
+	$(BIN)/lakeport demo run --keep
+
+dev-up: install
+	$(BIN)/lakeport dev up
+
+dev-down: install
+	$(BIN)/lakeport dev down
+
+bench: install  ## raw consume vs naive loop vs lakeport ingest, into bench/results.json
+	$(BIN)/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf .lakeport bench/results.json .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,201 @@
+"""``make bench``: raw consume ceiling vs a naive loop vs ``lakeport ingest --once``, one run.
+
+All three read the same 1,000,000 Debezium change events (~750 B, 6 partitions) from the same
+broker; the naive loop and lakeport write Delta tables to the same local S3. Results go to
+``bench/results.json`` and a table on stdout. Figures vary ±25 % with the machine's load; compare
+the ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from confluent_kafka import Consumer, TopicPartition
+from deltalake import DeltaTable, write_deltalake
+
+from lakeport import stack
+from lakeport.kafka_tools import create_topics, produce
+from lakeport.workload import bench_events
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPIC = "bench.public.orders"
+PARTITIONS = 6
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 5,
+            "queued.max.messages.kbytes": 65536,
+            "enable.partition.eof": False,
+        }
+    )
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+    return consumer
+
+
+def raw_consume(bootstrap: str, total: int) -> dict[str, float]:
+    consumer = _consumer(bootstrap)
+    seen = nbytes = 0
+    start = time.perf_counter()
+    while seen < total:
+        for msg in consumer.consume(10000, 1.0):
+            if msg.error() is None:
+                seen += 1
+                nbytes += len(msg.value())
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return {"msgs_per_s": seen / elapsed, "mb_per_s": nbytes / elapsed / 1e6, "seconds": elapsed}
+
+
+def naive(bootstrap: str, total: int, uri: str, storage: dict[str, str]) -> dict[str, float]:
+    """What a data engineer would write first: json.loads + from_pylist + write every 50k."""
+    consumer = _consumer(bootstrap)
+    seen = nbytes = 0
+    rows: list[dict] = []
+    start = time.perf_counter()
+    while seen < total:
+        for msg in consumer.consume(10000, 1.0):
+            if msg.error() is not None:
+                continue
+            value = msg.value()
+            seen += 1
+            nbytes += len(value)
+            event = json.loads(value)
+            image = event["before"] if event["op"] == "d" else event["after"]
+            rows.append(
+                {
+                    **image,
+                    "_op": event["op"],
+                    "_source_lsn": event["source"]["lsn"],
+                    "_topic": msg.topic(),
+                    "_partition": msg.partition(),
+                    "_offset": msg.offset(),
+                }
+            )
+            if len(rows) >= 50_000:
+                write_deltalake(
+                    uri, pa.Table.from_pylist(rows), mode="append", schema_mode="merge", storage_options=storage
+                )
+                rows = []
+    if rows:
+        write_deltalake(uri, pa.Table.from_pylist(rows), mode="append", schema_mode="merge", storage_options=storage)
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return {"msgs_per_s": seen / elapsed, "mb_per_s": nbytes / elapsed / 1e6, "seconds": elapsed}
+
+
+def lakeport_once(state: stack.StackState, total: int, nbytes: int, workdir: Path) -> dict[str, float]:
+    config = workdir / "lakeport.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "kafka": {"bootstrap_servers": state.kafka_bootstrap, "group_id": "bench-lakeport"},
+                "lake": {"uri": f"s3://{state.bucket}/bench-lakeport", "storage_options": state.storage_options()},
+                "tables": [{"name": "orders", "topics": [TOPIC], "format": "debezium-json", "key": ["id"]}],
+            }
+        )
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lakeport"), "ingest", "--once", "--config", str(config), "--log-json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"lakeport ingest failed:\n{proc.stderr[-3000:]}")
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    finished = next(e for e in events if e.get("event") == "ingest_finished")
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    rows = DeltaTable(
+        f"s3://{state.bucket}/bench-lakeport/bronze/orders", storage_options=state.storage_options()
+    ).count()
+    if rows != total:
+        raise SystemExit(f"lakeport landed {rows} rows, expected {total}")
+    busy = finished["seconds_from_first_message"]
+    return {
+        "msgs_per_s": total / busy,
+        "mb_per_s": nbytes / busy / 1e6,
+        "seconds": busy,
+        "wall_seconds": wall,
+        "peak_rss_mb": peak_rss_mb,
+        "commits": finished["commits"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lakeport-bench-") as tmp:
+        home = Path(tmp)
+        state = stack.up(home / "stack")
+        try:
+            create_topics({"bootstrap.servers": state.kafka_bootstrap}, {TOPIC: PARTITIONS})
+            events = list(bench_events(args.messages))
+            nbytes = sum(len(v) for _, v in events)
+            t0 = time.perf_counter()
+            produce({"bootstrap.servers": state.kafka_bootstrap}, ((TOPIC, k, v) for k, v in events))
+            produce_s = time.perf_counter() - t0
+            del events
+            print(
+                f"produced {args.messages:,} events ({nbytes / args.messages:.0f} B avg) in {produce_s:.1f}s",
+                flush=True,
+            )
+            raw = raw_consume(state.kafka_bootstrap, args.messages)
+            print(f"raw consume     {raw['msgs_per_s']:>10,.0f} msg/s", flush=True)
+            base = naive(
+                state.kafka_bootstrap, args.messages, f"s3://{state.bucket}/bench-naive/orders", state.storage_options()
+            )
+            print(f"naive baseline  {base['msgs_per_s']:>10,.0f} msg/s", flush=True)
+            ours = lakeport_once(state, args.messages, nbytes, home)
+            print(f"lakeport        {ours['msgs_per_s']:>10,.0f} msg/s", flush=True)
+        finally:
+            stack.down(home / "stack")
+    results = {
+        "messages": args.messages,
+        "partitions": PARTITIONS,
+        "avg_message_bytes": round(nbytes / args.messages),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "raw_msgs_per_s": round(raw["msgs_per_s"]),
+        "raw_mb_per_s": round(raw["mb_per_s"], 1),
+        "naive_msgs_per_s": round(base["msgs_per_s"]),
+        "naive_mb_per_s": round(base["mb_per_s"], 1),
+        "lakeport_msgs_per_s": round(ours["msgs_per_s"]),
+        "lakeport_mb_per_s": round(ours["mb_per_s"], 1),
+        "lakeport_wall_seconds_incl_startup": round(ours["wall_seconds"], 2),
+        "lakeport_commits": ours["commits"],
+        "lakeport_peak_rss_mb": round(ours["peak_rss_mb"]),
+        "lakeport_vs_raw": round(ours["msgs_per_s"] / raw["msgs_per_s"], 3),
+        "lakeport_vs_naive": round(ours["msgs_per_s"] / base["msgs_per_s"], 2),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    args.out.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(
+        f"targets: lakeport >= 0.35 x raw ({results['lakeport_vs_raw']}), >= 4 x naive "
+        f"({results['lakeport_vs_naive']}), peak RSS <= 600 MB ({results['lakeport_peak_rss_mb']})"
+    )
+
+
+if __name__ == "__main__":
+    main()

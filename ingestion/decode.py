@@ -132,14 +132,14 @@ def _parse_groups(
     """Split wrapped Debezium messages by their Connect schema, then parse each group."""
     groups: dict[bytes | None, list[int]] = {}
     payloads: dict[int, bytes] = {}
-    clean: list[bytes] = values if len(todo) == len(values) else [values[i] for i in todo]  # type: ignore[assignment]
+    clean: list[bytes] = values if len(todo) == len(values) else [values[i] for i in todo]  # type: ignore[assignment, misc]
     joined = b"\n".join(clean)
     if not joined.isascii():
         todo = _utf8(values, todo, bad)
         clean = [values[i] for i in todo]  # type: ignore[misc]
         joined = b"\n".join(clean)
     if options.format != "debezium-json" or not any(map(debezium.maybe_wrapped, clean)):
-        return _parse_group(clean, todo, None, options, bad, joined)
+        return _parse_group(clean, todo, None, options, bad, joined, options.table_schema)
     for i in todo:
         value = values[i] or b""
         if options.format == "debezium-json" and debezium.is_wrapped(value):
@@ -153,8 +153,13 @@ def _parse_groups(
             payloads[i] = value
             groups.setdefault(None, []).append(i)
     chunks: list[_Chunk] = []
-    for schema_json, index in groups.items():
-        chunks += _parse_group([payloads[i] for i in index], index, schema_json, options, bad, None)
+    target = options.table_schema
+    for schema_json, index in groups.items():  # later groups conform to what earlier ones produced
+        found = _parse_group([payloads[i] for i in index], index, schema_json, options, bad, None, target)
+        chunks += found
+        schemas = ([target] if target is not None else []) + [c.rows.schema for c in found]
+        if schemas:
+            target = pa.unify_schemas(schemas, promote_options="permissive")
     return chunks
 
 
@@ -165,6 +170,7 @@ def _parse_group(
     options: DecodeOptions,
     bad: dict[int, str],
     joined: bytes | None,
+    target: pa.Schema | None,
 ) -> list[_Chunk]:
     hint = _row_hint(options)
     conversions: tuple[tuple[str, debezium.Conversion], ...] = ()
@@ -179,7 +185,7 @@ def _parse_group(
         rows, row_type = _parse_rows(vals, options.format, h, data)
         rows = arrow_types.make_storable(debezium.apply_logical(rows, conversions))
         rows = _rename_reserved(rows, options.format)
-        return arrow_types.conform(rows, options.table_schema), row_type
+        return arrow_types.conform(rows, target), row_type
 
     found, _ = _bisect(payloads, index, parse, hint, bad, joined)
     return found
@@ -199,7 +205,7 @@ def _validate(values: list[bytes | None], options: DecodeOptions, bad: dict[int,
     except TypeError:
         lengths = []
     if lengths and min(lengths) > 0 and max(lengths) <= limit:
-        todo, tombstones = list(range(len(values))), []
+        todo, tombstones = list(range(len(values))), list[int]()
     else:
         todo, tombstones = [], []
         for i, v in enumerate(values):

@@ -120,7 +120,7 @@ class KafkaSource:
         failed = [m for m in messages if m.error() is not None]
         if failed:
             for m in failed:
-                self._handle_error(m.error(), m)
+                self._handle_error(m.error(), m)  # type: ignore[arg-type]
             messages = [m for m in messages if m.error() is None]
         topics = [m.topic() for m in messages]
         partitions = [m.partition() for m in messages]

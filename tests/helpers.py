@@ -1,0 +1,77 @@
+"""Shared test helpers: configs, producing, reading the lake, running the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from lakeport.kafka_tools import create_topics, produce
+from lakeport.stack import StackState
+
+LAKEPORT = str(Path(sys.executable).parent / "lakeport")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def write_config(
+    path: Path, state: StackState | None, *, tables: list[dict[str, Any]], lake_uri: str,
+    group: str | None = None, ingest: dict[str, Any] | None = None, kafka_properties: dict[str, str] | None = None,
+) -> Path:
+    config: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": state.kafka_bootstrap if state else "127.0.0.1:1",
+                  "group_id": group or unique("g-"), "properties": kafka_properties or {}},
+        "lake": {"uri": lake_uri, "storage_options": state.storage_options() if state and lake_uri.startswith("s3://") else {}},
+        "ingest": {"flush_seconds": 1, **(ingest or {})},
+        "tables": tables,
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def make_topic(state: StackState, topic: str, partitions: int) -> None:
+    create_topics({"bootstrap.servers": state.kafka_bootstrap}, {topic: partitions})
+
+
+def send(state: StackState, topic: str, values: Iterable[bytes | None], *, keys: Sequence[bytes | None] | None = None,
+         partition: int | None = None) -> int:
+    vals = list(values)
+    ks = list(keys) if keys is not None else [str(i).encode() for i in range(len(vals))]
+    return produce({"bootstrap.servers": state.kafka_bootstrap}, ((topic, k, v) for k, v in zip(ks, vals, strict=True)),
+                   partition=partition)
+
+
+def read_table(uri: str, state: StackState | None = None) -> pa.Table:
+    options = state.storage_options() if state and uri.startswith("s3://") else None
+    return DeltaTable(uri, storage_options=options).to_pyarrow_table()
+
+
+def offsets_of(table: pa.Table) -> list[tuple[str, int, int]]:
+    return list(zip(table["_topic"].to_pylist(), table["_partition"].to_pylist(), table["_offset"].to_pylist(), strict=True))
+
+
+def run_cli(args: Sequence[str], *, timeout: float = 180, env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([LAKEPORT, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lakeport {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def debezium(op: str, row: dict[str, Any] | None, *, before: dict[str, Any] | None = None, lsn: int = 100,
+             table: str = "customers") -> bytes:
+    event = {"before": before, "after": None if op == "d" else row, "op": op, "ts_ms": 1_700_000_000_123,
+             "source": {"connector": "postgresql", "db": "shop", "schema": "public", "table": table,
+                        "lsn": lsn, "txId": 7, "ts_ms": 1_700_000_000_000, "snapshot": "true" if op == "r" else "false"}}
+    return json.dumps(event).encode()

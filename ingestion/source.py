@@ -10,6 +10,8 @@ broker works.
 from __future__ import annotations
 
 import contextlib
+import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -168,6 +170,44 @@ class KafkaSource:
 
     def assigned(self) -> list[TP]:
         return sorted(self.progress)
+
+    def subscribed_partitions(self) -> list[TP]:
+        """Every partition of the topics this source subscribes to (names or patterns)."""
+        meta = self.consumer.list_topics(timeout=10)
+        out = []
+        for name, topic in meta.topics.items():
+            if any((s.startswith("^") and re.fullmatch(s[1:], name)) or s == name for s in self.subscriptions):
+                out += [(name, p) for p in topic.partitions]
+        return sorted(out)
+
+    def has_data_from(self, positions: dict[TP, int | None], *, timeout: float = 5.0) -> set[TP]:
+        """Partitions holding a record at or after the given position, asked with a throwaway
+        (group-less) consumer that reads at most one fetch: exact on brokers whose ListOffsets
+        answer lags the log."""
+        probe = Consumer(
+            {
+                **{k: v for k, v in self.conf.items() if not k.startswith(("group.", "enable.auto"))},
+                "group.id": "lakeport-probe",
+                "enable.partition.eof": True,
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            probe.assign(
+                [TopicPartition(t, p, OFFSET_BEGINNING if o is None else o) for (t, p), o in positions.items()]
+            )
+            pending, found = set(positions), set()
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for msg in probe.consume(100, 0.5):
+                    tp = (msg.topic(), msg.partition())
+                    if tp in pending:
+                        pending.discard(tp)
+                        if msg.error() is None:
+                            found.add(tp)
+            return found | pending  # no answer in time: assume there is data
+        finally:
+            probe.close()
 
     def seek(self, tp: TP, offset: int) -> None:
         self.consumer.seek(TopicPartition(tp[0], tp[1], offset))

@@ -73,6 +73,8 @@ class Worker:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lakeport-writer")
         self._pending: Future[CommitResult] | None = None
         self._stop = False
+        self._checked_at: float = 0.0
+        self._once_deadline: float | None = None
         subscriptions = sorted({s for t in settings.tables for s in t.subscriptions})
         conf = settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id, "client.id": client_id})
         self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked)
@@ -98,7 +100,7 @@ class Worker:
                     self._submit(batch)
                 self._collect(wait=False)
                 self.metrics.observe_lag(self.source)
-                if self.once and self.source.drained():
+                if self.once and self.source.drained() and self._caught_up():
                     break
             for batch in self.buffer.drain():
                 self._submit(batch)
@@ -113,6 +115,26 @@ class Worker:
             self.source.close()
         log.info("ingest_finished", **{k: v for k, v in vars(self.stats).items() if k != "tables"})
         return self.stats
+
+    def _caught_up(self) -> bool:
+        """For ``--once``: also partitions held by other (possibly dead) group members must have
+        landed; otherwise keep polling until a rebalance hands them over or their owner lands them."""
+        now = time.monotonic()
+        if now - self._checked_at < 2.0:
+            return False
+        self._checked_at = now
+        if self._once_deadline is None:
+            self._once_deadline = now + self.settings.ingest.once_wait_seconds
+        others = [tp for tp in self.source.subscribed_partitions() if tp not in self.source.progress]
+        positions: dict[TP, int | None] = {}
+        for tp in others:
+            uri = self.settings.lake.table_uri("bronze", self._table_for(tp[0]).name)
+            positions.update(offsets.next_offsets(self.reader.open(uri), [tp]))
+        behind = self.source.has_data_from(positions) if positions else set()
+        if behind and now > (self._once_deadline or now):
+            log.warning("once_gave_up_waiting", partitions=[f"{t}[{p}]" for t, p in sorted(behind)])
+            return True
+        return not behind
 
     def _request_stop(self, signum: int, _frame: object) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)

@@ -105,6 +105,7 @@ class IngestSettings(_Section):
     tombstones: Literal["record", "skip"] = "record"
     retry_timeout_seconds: float = Field(300.0, gt=0, description="retry a down dependency this long")
     retry_backoff_seconds: float = Field(0.5, gt=0)
+    once_wait_seconds: float = Field(120.0, ge=0, description="--once: wait this long for partitions held by others")
     target_file_size: int | None = Field(None, gt=0)
 
 

@@ -25,13 +25,25 @@ def unique(prefix: str) -> str:
 
 
 def write_config(
-    path: Path, state: StackState | None, *, tables: list[dict[str, Any]], lake_uri: str,
-    group: str | None = None, ingest: dict[str, Any] | None = None, kafka_properties: dict[str, str] | None = None,
+    path: Path,
+    state: StackState | None,
+    *,
+    tables: list[dict[str, Any]],
+    lake_uri: str,
+    group: str | None = None,
+    ingest: dict[str, Any] | None = None,
+    kafka_properties: dict[str, str] | None = None,
 ) -> Path:
     config: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": state.kafka_bootstrap if state else "127.0.0.1:1",
-                  "group_id": group or unique("g-"), "properties": kafka_properties or {}},
-        "lake": {"uri": lake_uri, "storage_options": state.storage_options() if state and lake_uri.startswith("s3://") else {}},
+        "kafka": {
+            "bootstrap_servers": state.kafka_bootstrap if state else "127.0.0.1:1",
+            "group_id": group or unique("g-"),
+            "properties": kafka_properties or {},
+        },
+        "lake": {
+            "uri": lake_uri,
+            "storage_options": state.storage_options() if state and lake_uri.startswith("s3://") else {},
+        },
         "ingest": {"flush_seconds": 1, **(ingest or {})},
         "tables": tables,
     }
@@ -43,12 +55,21 @@ def make_topic(state: StackState, topic: str, partitions: int) -> None:
     create_topics({"bootstrap.servers": state.kafka_bootstrap}, {topic: partitions})
 
 
-def send(state: StackState, topic: str, values: Iterable[bytes | None], *, keys: Sequence[bytes | None] | None = None,
-         partition: int | None = None) -> int:
+def send(
+    state: StackState,
+    topic: str,
+    values: Iterable[bytes | None],
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    partition: int | None = None,
+) -> int:
     vals = list(values)
     ks = list(keys) if keys is not None else [str(i).encode() for i in range(len(vals))]
-    return produce({"bootstrap.servers": state.kafka_bootstrap}, ((topic, k, v) for k, v in zip(ks, vals, strict=True)),
-                   partition=partition)
+    return produce(
+        {"bootstrap.servers": state.kafka_bootstrap},
+        ((topic, k, v) for k, v in zip(ks, vals, strict=True)),
+        partition=partition,
+    )
 
 
 def read_table(uri: str, state: StackState | None = None) -> pa.Table:
@@ -57,21 +78,46 @@ def read_table(uri: str, state: StackState | None = None) -> pa.Table:
 
 
 def offsets_of(table: pa.Table) -> list[tuple[str, int, int]]:
-    return list(zip(table["_topic"].to_pylist(), table["_partition"].to_pylist(), table["_offset"].to_pylist(), strict=True))
+    return list(
+        zip(table["_topic"].to_pylist(), table["_partition"].to_pylist(), table["_offset"].to_pylist(), strict=True)
+    )
 
 
-def run_cli(args: Sequence[str], *, timeout: float = 180, env: dict[str, str] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([LAKEPORT, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def run_cli(
+    args: Sequence[str], *, timeout: float = 180, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [LAKEPORT, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"lakeport {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"lakeport {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
-def debezium(op: str, row: dict[str, Any] | None, *, before: dict[str, Any] | None = None, lsn: int = 100,
-             table: str = "customers") -> bytes:
-    event = {"before": before, "after": None if op == "d" else row, "op": op, "ts_ms": 1_700_000_000_123,
-             "source": {"connector": "postgresql", "db": "shop", "schema": "public", "table": table,
-                        "lsn": lsn, "txId": 7, "ts_ms": 1_700_000_000_000, "snapshot": "true" if op == "r" else "false"}}
+def debezium(
+    op: str,
+    row: dict[str, Any] | None,
+    *,
+    before: dict[str, Any] | None = None,
+    lsn: int = 100,
+    table: str = "customers",
+) -> bytes:
+    event = {
+        "before": before,
+        "after": None if op == "d" else row,
+        "op": op,
+        "ts_ms": 1_700_000_000_123,
+        "source": {
+            "connector": "postgresql",
+            "db": "shop",
+            "schema": "public",
+            "table": table,
+            "lsn": lsn,
+            "txId": 7,
+            "ts_ms": 1_700_000_000_000,
+            "snapshot": "true" if op == "r" else "false",
+        },
+    }
     return json.dumps(event).encode()

@@ -15,8 +15,14 @@ from ingestion.records import Batch, RawBatch
 
 def batch_of(values: list[bytes | None], *, fmt: str = "debezium-json", topic: str = "shop.public.customers") -> Batch:
     n = len(values)
-    raw = RawBatch(topic, 0, list(range(n)), [1_700_000_000_000 + i for i in range(n)],
-                   [json.dumps({"id": i}).encode() for i in range(n)], values)
+    raw = RawBatch(
+        topic,
+        0,
+        list(range(n)),
+        [1_700_000_000_000 + i for i in range(n)],
+        [json.dumps({"id": i}).encode() for i in range(n)],
+        values,
+    )
     return Batch("t", fmt, (raw,), {(topic, 0): (0, n - 1)}, sum(len(v or b"") for v in values))
 
 
@@ -48,26 +54,43 @@ def test_all_ops_take_the_right_image() -> None:
 
 def _wrapped(payload: dict, fields: list[dict]) -> bytes:
     row = {"type": "struct", "optional": True, "fields": fields, "name": "shop.public.orders.Value"}
-    schema = {"type": "struct", "name": "shop.public.orders.Envelope", "fields": [
-        {**row, "field": "before"}, {**row, "field": "after"},
-        {"type": "string", "optional": False, "field": "op"},
-    ]}
+    schema = {
+        "type": "struct",
+        "name": "shop.public.orders.Envelope",
+        "fields": [
+            {**row, "field": "before"},
+            {**row, "field": "after"},
+            {"type": "string", "optional": False, "field": "op"},
+        ],
+    }
     return json.dumps({"schema": schema, "payload": payload}).encode()
 
 
 def test_schema_wrapper_decodes_logical_types() -> None:
     fields = [
         {"type": "int32", "optional": False, "field": "id"},
-        {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-         "parameters": {"scale": "2", "connect.decimal.precision": "10"}, "field": "amount"},
+        {
+            "type": "bytes",
+            "optional": True,
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "version": 1,
+            "parameters": {"scale": "2", "connect.decimal.precision": "10"},
+            "field": "amount",
+        },
         {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "field": "ship_date"},
         {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "field": "created_at"},
         {"type": "int64", "optional": True, "name": "io.debezium.time.Timestamp", "field": "paid_at"},
         {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "field": "updated_at"},
     ]
     amount = base64.b64encode((-123456).to_bytes(3, "big", signed=True)).decode()
-    after = {"id": 7, "amount": amount, "ship_date": 19_723, "created_at": 1_700_000_000_123_456,
-             "paid_at": 1_700_000_000_123, "updated_at": "2024-01-02T03:04:05.678901+02:00"}
+    after = {
+        "id": 7,
+        "amount": amount,
+        "ship_date": 19_723,
+        "created_at": 1_700_000_000_123_456,
+        "paid_at": 1_700_000_000_123,
+        "updated_at": "2024-01-02T03:04:05.678901+02:00",
+    }
     wrapped = _wrapped({"before": None, "after": after, "op": "c", "source": {"lsn": 5}}, fields)
     bare = debezium("c", {"id": 8, "amount": "12.50"})
     out = decode(batch_of([wrapped, bare]), options=DecodeOptions("debezium-json"))
@@ -85,18 +108,35 @@ def test_schema_wrapper_decodes_logical_types() -> None:
 
 
 def test_wrapped_and_bare_envelopes_give_the_same_row() -> None:
-    fields = [{"type": "int64", "optional": False, "field": "id"}, {"type": "string", "optional": True, "field": "name"}]
+    fields = [
+        {"type": "int64", "optional": False, "field": "id"},
+        {"type": "string", "optional": True, "field": "name"},
+    ]
     wrapped = _wrapped({"before": None, "after": {"id": 3, "name": "Cy"}, "op": "c", "source": {"lsn": 1}}, fields)
     bare = debezium("c", {"id": 3, "name": "Cy"}, lsn=1)
     out = decode(batch_of([wrapped, bare]), options=DecodeOptions("debezium-json"))
     rows = rows_by_offset(out.rows)
-    assert {k: rows[0][k] for k in ("id", "name", "_op", "_source_lsn")} == {"id": 3, "name": "Cy", "_op": "c", "_source_lsn": 1}
-    assert {k: rows[1][k] for k in ("id", "name", "_op", "_source_lsn")} == {"id": 3, "name": "Cy", "_op": "c", "_source_lsn": 1}
+    assert {k: rows[0][k] for k in ("id", "name", "_op", "_source_lsn")} == {
+        "id": 3,
+        "name": "Cy",
+        "_op": "c",
+        "_source_lsn": 1,
+    }
+    assert {k: rows[1][k] for k in ("id", "name", "_op", "_source_lsn")} == {
+        "id": 3,
+        "name": "Cy",
+        "_op": "c",
+        "_source_lsn": 1,
+    }
 
 
 def test_plain_json_keeps_nested_objects_as_structs() -> None:
-    values = [json.dumps({"event_id": "e1", "event_type": "OrderPlaced", "order": {"id": 1, "lines": [{"sku": "A", "qty": 2}]}}).encode(),
-              json.dumps({"event_id": "e2", "event_type": "PaymentCaptured", "amount": 9.5}).encode()]
+    values = [
+        json.dumps(
+            {"event_id": "e1", "event_type": "OrderPlaced", "order": {"id": 1, "lines": [{"sku": "A", "qty": 2}]}}
+        ).encode(),
+        json.dumps({"event_id": "e2", "event_type": "PaymentCaptured", "amount": 9.5}).encode(),
+    ]
     out = decode(batch_of(values, fmt="json"), options=DecodeOptions("json"))
     assert out.dead_letters == ()
     assert pa.types.is_struct(out.rows.schema.field("order").type)
@@ -106,7 +146,10 @@ def test_plain_json_keeps_nested_objects_as_structs() -> None:
 
 
 def test_iso_strings_stay_strings_unless_the_schema_says_otherwise() -> None:
-    values = [json.dumps({"at": "2024-01-01T00:00:00Z"}).encode(), json.dumps({"at": "2024-01-01T00:00:00.5Z"}).encode()]
+    values = [
+        json.dumps({"at": "2024-01-01T00:00:00Z"}).encode(),
+        json.dumps({"at": "2024-01-01T00:00:00.5Z"}).encode(),
+    ]
     out = decode(batch_of(values, fmt="json"), options=DecodeOptions("json"))
     assert out.rows.schema.field("at").type == pa.string()
     assert out.rows["at"].to_pylist() == ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5Z"]

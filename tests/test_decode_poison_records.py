@@ -40,8 +40,11 @@ def test_poison_corpus_is_isolated() -> None:
 
 def test_conflict_with_existing_table_type_is_a_dead_letter() -> None:
     table_schema = pa.schema([("id", pa.int64()), ("status", pa.string())])
-    values = [json.dumps({"id": 1, "status": "a"}).encode(), json.dumps({"id": 2, "status": 5}).encode(),
-              json.dumps({"id": 3, "status": "c", "new_col": True}).encode()]
+    values = [
+        json.dumps({"id": 1, "status": "a"}).encode(),
+        json.dumps({"id": 2, "status": 5}).encode(),
+        json.dumps({"id": 3, "status": "c", "new_col": True}).encode(),
+    ]
     out = decode(batch_of(values, fmt="json"), options=DecodeOptions("json", table_schema=table_schema))
     assert [d.message.offset for d in out.dead_letters] == [1]
     assert out.rows["id"].to_pylist() == [1, 3]
@@ -61,9 +64,11 @@ def test_pretty_printed_json_is_still_one_record() -> None:
 
 
 def test_unknown_debezium_op_is_a_dead_letter() -> None:
-    values = [json.dumps({"after": {"id": 1}, "op": "x", "source": {}}).encode(),
-              json.dumps({"after": {"id": 2}, "op": "c", "source": {}}).encode(),
-              json.dumps({"id": 3}).encode()]
+    values = [
+        json.dumps({"after": {"id": 1}, "op": "x", "source": {}}).encode(),
+        json.dumps({"after": {"id": 2}, "op": "c", "source": {}}).encode(),
+        json.dumps({"id": 3}).encode(),
+    ]
     out = decode(batch_of(values), options=DecodeOptions("debezium-json"))
     assert sorted(d.message.offset for d in out.dead_letters) == [0, 2]
     assert out.rows["id"].to_pylist() == [2]

@@ -24,11 +24,20 @@ def test_once_lands_every_message_and_reports_it(local_stack: StackState, s3_lak
     cdc_values = [debezium("c", {"id": i, "email": f"c{i}@x.io"}, lsn=i) for i in range(300)]
     send(local_stack, cdc, cdc_values, keys=[json.dumps({"id": i}).encode() for i in range(300)])
     send(local_stack, events + "order", [json.dumps({"event_id": f"o{i}", "amount": i}).encode() for i in range(50)])
-    send(local_stack, events + "payment", [json.dumps({"event_id": f"p{i}", "method": "card"}).encode() for i in range(20)])
-    config = write_config(tmp_path / "lakeport.yaml", local_stack, lake_uri=s3_lake, tables=[
-        {"name": "customers", "topics": [cdc], "format": "debezium-json", "key": ["id"]},
-        {"name": "events", "topic_pattern": "^" + events.replace(".", r"\.") + ".*", "format": "json"},
-    ])
+    send(
+        local_stack,
+        events + "payment",
+        [json.dumps({"event_id": f"p{i}", "method": "card"}).encode() for i in range(20)],
+    )
+    config = write_config(
+        tmp_path / "lakeport.yaml",
+        local_stack,
+        lake_uri=s3_lake,
+        tables=[
+            {"name": "customers", "topics": [cdc], "format": "debezium-json", "key": ["id"]},
+            {"name": "events", "topic_pattern": "^" + events.replace(".", r"\.") + ".*", "format": "json"},
+        ],
+    )
     run_cli(["ingest", "--once", "--config", str(config)])
 
     customers = read_table(f"{s3_lake}/bronze/customers", local_stack)
@@ -46,11 +55,29 @@ def test_once_lands_every_message_and_reports_it(local_stack: StackState, s3_lak
     parts = {(p["topic"], p["partition"]): p for p in by_table["customers"]["partitions"]}
     assert len(parts) == 3 and sum(p["lake_offset"] for p in parts.values()) == 300
 
-    rows = json.loads(run_cli(["sql", "SELECT count(*) AS n, max(id) AS top FROM bronze.customers",
-                               "--format", "json", "--config", str(config)]).stdout)
+    rows = json.loads(
+        run_cli(
+            [
+                "sql",
+                "SELECT count(*) AS n, max(id) AS top FROM bronze.customers",
+                "--format",
+                "json",
+                "--config",
+                str(config),
+            ]
+        ).stdout
+    )
     assert rows == [{"n": 300, "top": 299}]
-    text = run_cli(["sql", "SELECT event_id FROM bronze.events ORDER BY event_id LIMIT 2", "--format", "csv",
-                    "--config", str(config)]).stdout
+    text = run_cli(
+        [
+            "sql",
+            "SELECT event_id FROM bronze.events ORDER BY event_id LIMIT 2",
+            "--format",
+            "csv",
+            "--config",
+            str(config),
+        ]
+    ).stdout
     assert list(csv.reader(io.StringIO(text))) == [["event_id"], ["o0"], ["o1"]]
 
     # a second run finds nothing new and lands nothing twice
@@ -63,11 +90,16 @@ def test_local_directory_lake(local_stack: StackState, tmp_path: Path) -> None:
     make_topic(local_stack, topic, 2)
     send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(100)])
     lake = tmp_path / "lake"
-    config = write_config(tmp_path / "c.yaml", local_stack, lake_uri=str(lake),
-                          tables=[{"name": "numbers", "topics": [topic], "format": "json"}])
+    config = write_config(
+        tmp_path / "c.yaml",
+        local_stack,
+        lake_uri=str(lake),
+        tables=[{"name": "numbers", "topics": [topic], "format": "json"}],
+    )
     run_cli(["ingest", "--once", "--config", str(config)])
     assert (lake / "bronze" / "numbers" / "_delta_log").is_dir()
     assert sorted(read_table(str(lake / "bronze" / "numbers"))["n"].to_pylist()) == list(range(100))
-    rows = json.loads(run_cli(["sql", "SELECT sum(n) AS s FROM bronze.numbers", "--format", "json",
-                               "--config", str(config)]).stdout)
+    rows = json.loads(
+        run_cli(["sql", "SELECT sum(n) AS s FROM bronze.numbers", "--format", "json", "--config", str(config)]).stdout
+    )
     assert rows == [{"s": sum(range(100))}]

@@ -13,8 +13,13 @@ from ingestion.writer import DeltaWriter
 
 
 def rows(tp_offsets: list[tuple[str, int, int]]) -> pa.Table:
-    return pa.table({"_topic": [t for t, _, _ in tp_offsets], "_partition": pa.array([p for _, p, _ in tp_offsets], pa.int32()),
-                     "_offset": pa.array([o for _, _, o in tp_offsets], pa.int64())})
+    return pa.table(
+        {
+            "_topic": [t for t, _, _ in tp_offsets],
+            "_partition": pa.array([p for _, p, _ in tp_offsets], pa.int32()),
+            "_offset": pa.array([o for _, _, o in tp_offsets], pa.int64()),
+        }
+    )
 
 
 def test_commit_carries_one_transaction_per_partition(tmp_path: Path) -> None:
@@ -39,11 +44,16 @@ def test_pending_ranges_skip_what_landed() -> None:
     assert offsets.pending_ranges(ranges, landed) == {("t", 1): (5, 9), ("t", 2): (5, 9)}
 
 
-@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50)), max_size=60), st.dictionaries(st.integers(0, 2), st.integers(-1, 50)))
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50)), max_size=60),
+    st.dictionaries(st.integers(0, 2), st.integers(-1, 50)),
+)
 def test_drop_landed_keeps_exactly_the_unlanded_rows(records: list[tuple[int, int]], marks: dict[int, int]) -> None:
     table = rows([("t", p, o) for p, o in records])
     already = {("t", p): m for p, m in marks.items()}
     kept, dropped = offsets.drop_landed(table, already)
     expected = [("t", p, o) for p, o in records if o > marks.get(p, -10)]
-    got = list(zip(kept["_topic"].to_pylist(), kept["_partition"].to_pylist(), kept["_offset"].to_pylist(), strict=True))
+    got = list(
+        zip(kept["_topic"].to_pylist(), kept["_partition"].to_pylist(), kept["_offset"].to_pylist(), strict=True)
+    )
     assert got == expected and dropped == len(records) - len(expected)

@@ -1,0 +1,42 @@
+"""`lakeport dev up/status/down`: real services on loopback only, state under the home dir,
+stopped by pid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import run_cli
+
+from lakeport.stack import free_port
+
+pytestmark = pytest.mark.stack
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    kafka, s3 = free_port(), free_port()
+    up = run_cli(["dev", "up", "--home", str(home), "--kafka-port", str(kafka), "--s3-port", str(s3)], timeout=120)
+    assert f"127.0.0.1:{kafka}" in up.stdout
+    try:
+        report = json.loads(run_cli(["dev", "status", "--json", "--home", str(home)]).stdout)
+        assert report["running"] and {s["name"] for s in report["services"]} == {"kafka", "s3"}
+        pids = [s["pid"] for s in report["services"]]
+        state = json.loads((home / "stack.json").read_text())
+        assert [s["pid"] for s in state["services"]] == pids
+        for pid in pids:  # every listening socket of every service is on loopback
+            for conn in psutil.Process(pid).net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    assert conn.laddr.ip in ("127.0.0.1", "::1"), conn
+        # a second `up` is idempotent: same pids
+        run_cli(["dev", "up", "--home", str(home), "--kafka-port", str(kafka), "--s3-port", str(s3)])
+        assert [
+            s["pid"] for s in json.loads(run_cli(["dev", "status", "--json", "--home", str(home)]).stdout)["services"]
+        ] == pids
+    finally:
+        down = run_cli(["dev", "down", "--home", str(home)], timeout=60)
+    assert "kafka" in down.stdout and "s3" in down.stdout
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert run_cli(["dev", "status", "--home", str(home)], check=False).returncode == 1

@@ -1,0 +1,89 @@
+"""A running worker serves Prometheus metrics; secrets never reach logs, outputs or metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import LAKEPORT, make_topic, read_table, run_cli, send, unique, write_config
+
+from lakeport.stack import StackState, free_port
+
+pytestmark = pytest.mark.stack
+SECRET = "kafka-pw-Zq81xT"  # a credential that librdkafka gets but that must never be printed
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_and_no_secret_anywhere(local_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
+    topic = unique("metrics.t")
+    make_topic(local_stack, topic, 2)
+    send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(500)] + [b"{broken"])
+    config = write_config(
+        tmp_path / "c.yaml",
+        local_stack,
+        lake_uri=s3_lake,
+        ingest={"flush_seconds": 0.5},
+        tables=[{"name": "t", "topics": [topic], "format": "json"}],
+        kafka_properties={"sasl.username": "lake", "sasl.password": SECRET},
+    )
+    port = free_port()
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen(
+        [LAKEPORT, "ingest", "--metrics-port", str(port), "--config", str(config)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, metrics = time.monotonic() + 60, {}
+        while time.monotonic() < deadline:
+            try:
+                metrics = _scrape(port)
+                if metrics.get('lakeport_messages_total{table="t"}', 0) >= 501:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert metrics['lakeport_messages_total{table="t"}'] == 501
+        assert metrics['lakeport_rows_total{table="t"}'] == 500
+        assert metrics['lakeport_dead_letters_total{table="t"}'] == 1
+        assert metrics['lakeport_flush_seconds_count{table="t"}'] >= 1
+        assert metrics['lakeport_bytes_total{table="t"}'] > 500 * 8
+        time.sleep(6)  # lag is sampled every 5 s
+        lag = {k: v for k, v in _scrape(port).items() if k.startswith("lakeport_lag_messages")}
+        assert len(lag) == 2 and all(v == 0 for v in lag.values())
+        metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert read_table(f"{s3_lake}/bronze/t", local_stack).num_rows == 500
+    outputs = [log.read_text(), metrics_text]
+    for args in (["status", "--json"], ["sql", "SELECT * FROM ops.dead_letters", "--format", "json"], ["status"]):
+        proc2 = run_cli([*args, "--config", str(config)])
+        outputs += [proc2.stdout, proc2.stderr]
+    broken = write_config(
+        tmp_path / "broken.yaml",
+        local_stack,
+        lake_uri=s3_lake,
+        tables=[{"name": "t", "topics": [topic]}],
+        kafka_properties={"sasl.password": SECRET, "bogus.setting.name": "1"},
+    )
+    proc3 = run_cli(["ingest", "--once", "--config", str(broken)], check=False, timeout=60)
+    outputs += [proc3.stdout, proc3.stderr]
+    assert proc3.returncode != 0
+    for text in outputs:
+        assert SECRET not in text
+        assert local_stack.secret_key not in text

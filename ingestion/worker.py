@@ -216,7 +216,8 @@ class Worker:
         letters, version = list(decoded.dead_letters), None
         if todo:
             self._dead_letters(letters, todo, now, app="lakeport")
-            write = WriteOptions(tuple(config.partition_by), self.settings.ingest.target_file_size)
+            ing = self.settings.ingest
+            write = WriteOptions(tuple(config.partition_by), ing.target_file_size, ing.compression)
             try:
                 version = self._append(uri, rows, todo, write, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too

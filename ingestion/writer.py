@@ -37,7 +37,7 @@ class SchemaRejected(IngestError):
 class WriteOptions:
     partition_by: tuple[str, ...] = ()
     target_file_size: int | None = None
-    compression: Literal["SNAPPY", "ZSTD", "LZ4_RAW", "UNCOMPRESSED"] = "SNAPPY"
+    compression: Literal["ZSTD", "SNAPPY", "LZ4_RAW", "UNCOMPRESSED"] = "ZSTD"
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,8 @@ class LakeSettings(_Section):
 
 
 class IngestSettings(_Section):
-    flush_rows: int = Field(200_000, gt=0, description="flush a table's buffer at this many rows")
-    flush_bytes: int = Field(96 * 1024 * 1024, gt=0, description="... or at this many raw bytes")
+    flush_rows: int = Field(100_000, gt=0, description="flush a table's buffer at this many rows")
+    flush_bytes: int = Field(64 * 1024 * 1024, gt=0, description="... or at this many raw bytes")
     flush_seconds: float = Field(10.0, gt=0, description="... or when its oldest message is this old")
     max_message_bytes: int = Field(1024 * 1024, gt=0, description="larger values: dead letters")
     poll_messages: int = Field(10_000, gt=0, description="messages taken from the client per poll")
@@ -107,6 +107,7 @@ class IngestSettings(_Section):
     retry_backoff_seconds: float = Field(0.5, gt=0)
     once_wait_seconds: float = Field(120.0, ge=0, description="--once: wait this long for partitions held by others")
     target_file_size: int | None = Field(None, gt=0)
+    compression: Literal["ZSTD", "SNAPPY", "LZ4_RAW", "UNCOMPRESSED"] = "ZSTD"
 
 
 class TableConfig(_Section):

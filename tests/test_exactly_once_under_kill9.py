@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 from helpers import LAKEPORT, make_topic, read_table, unique, write_config
 
 from lakeport.kafka_tools import produce
@@ -18,7 +20,7 @@ from lakeport.stack import StackState
 from lakeport.workload import bench_events
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-MESSAGES = 120_000
+MESSAGES = 150_000
 PARTITIONS = 6
 
 
@@ -31,25 +33,28 @@ def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, 
         local_stack,
         lake_uri=s3_lake,
         tables=[{"name": "orders", "topics": [topic], "format": "debezium-json", "key": ["id"]}],
-        ingest={"flush_rows": 2500, "flush_seconds": 0.5},
+        ingest={"flush_rows": 700, "flush_seconds": 0.5, "poll_messages": 700},
         kafka_properties={"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"},
     )
     uri = f"{s3_lake}/bronze/orders"
     rnd = random.Random(os.getpid())
     landed_at_kill = []
-    for attempt in range(6):
+    for attempt, fraction in enumerate([0.1, 0.25, 0.4, 0.55, 0.7, 0.85]):
         log = (tmp_path / f"worker-{attempt}.log").open("w")
         proc = subprocess.Popen([LAKEPORT, "ingest", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(rnd.uniform(3.0, 6.5))
+        before = landed_at_kill[-1] if landed_at_kill else 0
+        deadline = time.monotonic() + 90  # kill once this worker is landing data and past the mark
+        while time.monotonic() < deadline:
+            now = _landed(uri, local_stack)
+            if now > before and now >= fraction * MESSAGES:
+                break
+            time.sleep(0.05)
+        time.sleep(rnd.uniform(0.0, 0.6))  # somewhere inside the next decode/write/commit
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         log.close()
         assert proc.returncode == -signal.SIGKILL
-        try:
-            landed_at_kill.append(read_table(uri, local_stack).num_rows)
-        except Exception:
-            landed_at_kill.append(0)
-    print("landed at kills:", landed_at_kill)
+        landed_at_kill.append(_landed(uri, local_stack))
     done = subprocess.run(
         [LAKEPORT, "ingest", "--once", "--config", str(config)], capture_output=True, text=True, timeout=300
     )
@@ -61,4 +66,12 @@ def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, 
     )
     assert table.num_rows == MESSAGES, f"landed {table.num_rows} (at kills: {landed_at_kill})"
     assert pc.count_distinct(keys).as_py() == MESSAGES
-    assert any(0 < n < MESSAGES for n in landed_at_kill), f"no kill hit mid-ingest: {landed_at_kill}"
+    print("landed at kills:", landed_at_kill)
+    assert sum(0 < n < MESSAGES for n in landed_at_kill) >= 5, f"kills did not hit mid-ingest: {landed_at_kill}"
+
+
+def _landed(uri: str, state: StackState) -> int:
+    try:
+        return DeltaTable(uri, storage_options=state.storage_options()).count()
+    except TableNotFoundError:
+        return 0

@@ -9,16 +9,17 @@ the ratios measured in one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable, write_deltalake
@@ -110,20 +111,30 @@ def lakeport_once(state: stack.StackState, total: int, nbytes: int, workdir: Pat
         )
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = workdir / "lakeport-ingest.log"
     start = time.perf_counter()
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "lakeport"), "ingest", "--once", "--config", str(config), "--log-json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "lakeport"), "ingest", "--once", "--config", str(config), "--log-json"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        # Sample the RSS of the running process: ru_maxrss of children also counts the parent's
+        # pages that a forked child shares before exec, which is not lakeport's memory.
+        peak_rss = 0
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak_rss = max(peak_rss, watched.memory_info().rss)
+            time.sleep(0.05)
     wall = time.perf_counter() - start
+    text = log.read_text()
     if proc.returncode != 0:
-        raise SystemExit(f"lakeport ingest failed:\n{proc.stderr[-3000:]}")
-    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+        raise SystemExit(f"lakeport ingest failed:\n{text[-3000:]}")
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     finished = next(e for e in events if e.get("event") == "ingest_finished")
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_rss_mb = peak_rss / 2**20
     rows = DeltaTable(
         f"s3://{state.bucket}/bench-lakeport/bronze/orders", storage_options=state.storage_options()
     ).count()

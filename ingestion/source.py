@@ -31,8 +31,10 @@ CONSUMER_DEFAULTS: dict[str, object] = {
     "auto.offset.reset": "earliest",
     "enable.partition.eof": True,
     "fetch.queue.backoff.ms": 5,
-    "queued.max.messages.kbytes": 65536,
-    "fetch.max.bytes": 52428800,
+    # bounded prefetch: memory stays flat whatever the backlog
+    "queued.min.messages": 20000,
+    "queued.max.messages.kbytes": 32768,
+    "fetch.max.bytes": 16777216,
     "session.timeout.ms": 10000,
     "heartbeat.interval.ms": 1000,
 }

@@ -2,8 +2,8 @@
 
 Commit order for one batch (the only place it is written down):
 
-1. Decode the batch (in the loop's thread, while the previous batch is written); bad records
-   become dead-letter rows.
+1. Decode records as they are polled (in the loop's thread, while the writer thread commits the
+   previous batch); bad records become dead-letter rows. Buffer until a flush is due.
 2. Re-read both Delta logs. Rows and dead letters at or below the offsets recorded there (app
    transactions) were landed already — by a previous life of this worker or by another one — and
    are dropped, which makes every step below idempotent.
@@ -19,6 +19,7 @@ A crash between any two steps re-reads the batch and lands each record exactly o
 from __future__ import annotations
 
 import gc
+import json
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,11 +30,11 @@ import pyarrow as pa
 import structlog
 
 from ingestion import dead_letters, offsets
-from ingestion.batch import Buffer, FlushPolicy
+from ingestion.batch import Buffer, FlushPolicy, group
 from ingestion.decode import DecodeOptions, decode
 from ingestion.errors import TerminalError, TransientError
 from ingestion.metrics import Metrics
-from ingestion.records import Batch, CommitResult, DeadLetter, Decoded
+from ingestion.records import Batch, CommitResult, DeadLetter, Decoded, RawMessage
 from ingestion.source import TP, KafkaSource
 from ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.config import Settings, TableConfig
@@ -93,17 +94,16 @@ class Worker:
                 raws = self.source.poll(self.settings.ingest.poll_messages, 0.2)
                 if raws and first is None:
                     first = time.monotonic()
-                for raw in raws:
-                    table = self._table_for(raw.topic)
-                    self.buffer.add(table.name, table.format, raw)
-                for batch in self.buffer.ready():
-                    self._submit(batch)
+                for batch in group(raws, self._route):
+                    self.buffer.add(self._decode(batch))
+                for ready in self.buffer.ready():
+                    self._submit(ready)
                 self._collect(wait=False)
                 self.metrics.observe_lag(self.source)
                 if self.once and self.source.drained() and self._caught_up():
                     break
-            for batch in self.buffer.drain():
-                self._submit(batch)
+            for ready in self.buffer.drain():
+                self._submit(ready)
             self._collect(wait=True)
             self.stats.seconds_from_first_message = round(time.monotonic() - first, 3) if first else 0.0
         finally:
@@ -147,10 +147,13 @@ class Worker:
         return table
 
     # -- writing, one batch at a time in the writer thread --------------------------------
-    def _submit(self, batch: Batch) -> None:
-        decoded = self._decode(batch)  # overlaps with the previous batch's write
+    def _route(self, topic: str) -> tuple[str, str]:
+        table = self._table_for(topic)
+        return table.name, table.format
+
+    def _submit(self, decoded: Decoded) -> None:
         self._collect(wait=True)
-        self._pending = self._pool.submit(self._land_with_retries, batch, decoded)
+        self._pending = self._pool.submit(self._land_with_retries, decoded)
 
     def _decode(self, batch: Batch) -> Decoded:
         """Decode against the table's schema plus what earlier batches added (not yet committed)."""
@@ -189,12 +192,12 @@ class Worker:
             seconds=round(result.seconds, 3),
         )
 
-    def _land_with_retries(self, batch: Batch, decoded: Decoded) -> CommitResult:
+    def _land_with_retries(self, batch: Decoded) -> CommitResult:
         ing = self.settings.ingest
         delay, deadline = ing.retry_backoff_seconds, time.monotonic() + ing.retry_timeout_seconds
         while True:
             try:
-                return self._land(batch, decoded)
+                return self._land(batch)
             except TransientError as exc:
                 if time.monotonic() + delay > deadline:
                     raise TerminalError(
@@ -205,15 +208,15 @@ class Worker:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _land(self, batch: Batch, decoded: Decoded) -> CommitResult:
+    def _land(self, batch: Decoded) -> CommitResult:
         start, now = time.monotonic(), datetime.now(UTC)
         config = self.settings.table(batch.table)
         uri = self.settings.lake.table_uri("bronze", batch.table)
         table = self.writer.open(uri)
         landed = offsets.landed(table, batch.ranges)
-        rows, skipped = offsets.drop_landed(decoded.rows, landed, ranges=batch.ranges)
+        rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
-        letters, version = list(decoded.dead_letters), None
+        letters, version = list(batch.dead_letters), None
         if todo:
             self._dead_letters(letters, todo, now, app="lakeport")
             ing = self.settings.ingest
@@ -221,7 +224,7 @@ class Worker:
             try:
                 version = self._append(uri, rows, todo, write, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too
-                rejected = _rejected(batch, rows, str(exc))
+                rejected = _rejected(batch.table, rows, str(exc))
                 self._dead_letters(rejected, todo, now, app="lakeport-rejected")
                 letters += rejected
                 rows = rows.slice(0, 0)
@@ -233,8 +236,8 @@ class Worker:
             rows.num_rows,
             len(letters),
             skipped,
-            decoded.messages,
-            decoded.raw_bytes,
+            batch.messages,
+            batch.raw_bytes,
             time.monotonic() - start,
             next_offsets,
         )
@@ -295,19 +298,18 @@ class Worker:
                 delay = min(delay * 2, 10.0)
 
 
-def _rejected(batch: Batch, rows: pa.Table, error: str) -> list[DeadLetter]:
-    """The raw messages behind ``rows``, as dead letters of the write stage."""
-    wanted = set(
-        zip(
-            rows["_topic"].to_pylist(),
-            rows["_partition"].to_pylist(),
-            rows["_offset"].to_pylist(),
-            strict=True,
+def _rejected(table: str, rows: pa.Table, error: str) -> list[DeadLetter]:
+    """Rows the table refused, as dead letters; the value is the decoded row re-encoded as JSON
+    (the raw bytes were not kept after decoding)."""
+    out = []
+    for row in rows.to_pylist():
+        meta = RawMessage(
+            row["_topic"],
+            row["_partition"],
+            row["_offset"],
+            None,
+            None if row["_key"] is None else str(row["_key"]).encode(),
+            json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode(),
         )
-    )
-    return [
-        DeadLetter(batch.table, part.message(i), error, "write")
-        for part in batch.parts
-        for i in range(part.size)
-        if (part.topic, part.partition, part.offsets[i]) in wanted
-    ]
+        out.append(DeadLetter(table, meta, error, "write"))
+    return out

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from lakeport import log as logging
 from lakeport.config import ConfigError, Settings, load_settings
+from lakeport.runtime import tune_memory
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -137,6 +138,7 @@ def ingest(
 
     logging.configure(json=log_json)
     settings = settings_from(config)
+    tune_memory()
     try:
         stats = Worker(settings, once=once, metrics=Metrics(metrics_port)).run()
     except IngestError as exc:

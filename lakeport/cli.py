@@ -82,12 +82,18 @@ def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> No
 
 
 @dev.command("up")
-def dev_up(home: HomeOpt = Path(".lakeport"), kafka_port: int = 19092, s3_port: int = 18333) -> None:
-    """Start the broker and S3 on loopback and wait until they answer."""
+def dev_up(
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".lakeport"),
+    kafka_port: Annotated[int | None, typer.Option(help="default: the port in the config's bootstrap_servers")] = None,
+    s3_port: Annotated[int | None, typer.Option(help="default: the port in the config's AWS_ENDPOINT_URL")] = None,
+) -> None:
+    """Start the broker and S3 on loopback (the ports the config expects) and wait until they answer."""
     from lakeport import stack
 
+    want_kafka, want_s3 = stack.ports_for(settings_from(config))
     try:
-        state = stack.up(home, kafka_port=kafka_port, s3_port=s3_port)
+        state = stack.up(home, kafka_port=kafka_port or want_kafka, s3_port=s3_port or want_s3)
     except stack.StackError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

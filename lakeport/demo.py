@@ -25,15 +25,9 @@ TOPICS = {
 }
 
 
-def _ports(settings: Settings) -> tuple[int, int]:
-    kafka = int(settings.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
-    s3 = int(settings.lake.to_object_store().get("AWS_ENDPOINT_URL", "http://127.0.0.1:18333").rsplit(":", 1)[1])
-    return kafka, s3
-
-
 def run(settings: Settings, *, home: Path, orders: int, keep: bool, console: Console) -> None:
     started = stack.load_state(home.resolve()) is None
-    kafka_port, s3_port = _ports(settings)
+    kafka_port, s3_port = stack.ports_for(settings)
     console.rule("[bold]1. local stack")
     state = stack.up(home, kafka_port=kafka_port, s3_port=s3_port)
     console.print(f"broker {state.kafka_bootstrap}, S3 {state.s3_endpoint}, bucket s3://{state.bucket}")

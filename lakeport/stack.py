@@ -17,8 +17,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import psutil
+
+if TYPE_CHECKING:
+    from lakeport.config import Settings
 
 STATE_FILE = "stack.json"
 DEFAULT_PORTS = {"kafka": 19092, "s3": 18333}
@@ -68,6 +73,14 @@ class StackState:
         }
         env.update({f"LAKEPORT_LAKE__STORAGE_OPTIONS__{k}": v for k, v in self.storage_options().items()})
         return env
+
+
+def ports_for(settings: Settings) -> tuple[int, int]:
+    """The (Kafka, S3) loopback ports a configuration expects the local stack on."""
+    first = settings.kafka.bootstrap_servers.split(",")[0]
+    kafka = int(first.rsplit(":", 1)[1]) if ":" in first else DEFAULT_PORTS["kafka"]
+    endpoint = urlparse(settings.lake.to_object_store().get("AWS_ENDPOINT_URL", ""))
+    return kafka, endpoint.port or DEFAULT_PORTS["s3"]
 
 
 def free_port() -> int:

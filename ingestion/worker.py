@@ -40,6 +40,8 @@ from ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.config import Settings, TableConfig
 
 log = structlog.get_logger("lakeport.ingest")
+# Bronze tables record their change feed so downstream (silver) reads only new rows per version.
+BRONZE_PROPERTIES = (("delta.enableChangeDataFeed", "true"),)
 
 
 @dataclass
@@ -220,7 +222,7 @@ class Worker:
         if todo:
             self._dead_letters(letters, todo, now, app="lakeport")
             ing = self.settings.ingest
-            write = WriteOptions(tuple(config.partition_by), ing.target_file_size, ing.compression)
+            write = WriteOptions(tuple(config.partition_by), ing.target_file_size, ing.compression, BRONZE_PROPERTIES)
             try:
                 version = self._append(uri, rows, todo, write, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too

@@ -38,6 +38,8 @@ class WriteOptions:
     partition_by: tuple[str, ...] = ()
     target_file_size: int | None = None
     compression: Literal["ZSTD", "SNAPPY", "LZ4_RAW", "UNCOMPRESSED"] = "ZSTD"
+    # table properties set when the table is created (ignored afterwards)
+    configuration: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class DeltaWriter:
                 partition_by=list(options.partition_by) or None,
                 storage_options=None if isinstance(target, DeltaTable) else (self.storage_options or None),
                 target_file_size=options.target_file_size,
+                configuration=dict(options.configuration) or None,
                 writer_properties=WriterProperties(compression=options.compression),
                 commit_properties=CommitProperties(app_transactions=transactions, max_commit_retries=20),
             )

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 from helpers import debezium, make_topic, offsets_of, read_table, run_cli, send, unique, write_config
 
 from lakeport.stack import StackState
@@ -44,6 +45,8 @@ def test_once_lands_every_message_and_reports_it(local_stack: StackState, s3_lak
     assert customers.num_rows == 300
     assert sorted(customers["id"].to_pylist()) == list(range(300))
     assert len(set(offsets_of(customers))) == 300
+    meta = DeltaTable(f"{s3_lake}/bronze/customers", storage_options=local_stack.storage_options()).metadata()
+    assert meta.configuration.get("delta.enableChangeDataFeed") == "true"  # silver reads the change feed
     events_table = read_table(f"{s3_lake}/bronze/events", local_stack)
     assert events_table.num_rows == 70
     assert sorted(set(events_table["_topic"].to_pylist())) == [events + "order", events + "payment"]

@@ -1,0 +1,85 @@
+"""S3 down mid-ingest (SeaweedFS frozen with SIGSTOP): the worker waits and retries, no Kafka offset
+moves past what landed, and after S3 returns every message lands exactly once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from helpers import LAKEPORT, make_topic, read_table, send, unique, write_config
+
+from lakeport import stack
+from lakeport.stack import StackState
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+def _count(uri: str, state: StackState) -> int:
+    try:
+        return read_table(uri, state).num_rows
+    except Exception:
+        return -1
+
+
+def _committed(state: StackState, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": state.kafka_bootstrap, "group.id": group})
+    try:
+        return sum(
+            max(tp.offset, 0) for tp in consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+        )
+    finally:
+        consumer.close()
+
+
+def test_s3_outage_is_retried_and_loses_nothing(local_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
+    topic = unique("outage.t")
+    make_topic(local_stack, topic, 3)
+    config = write_config(
+        tmp_path / "c.yaml",
+        local_stack,
+        lake_uri=s3_lake,
+        ingest={"flush_rows": 1000, "flush_seconds": 0.5, "retry_backoff_seconds": 0.5},
+        tables=[{"name": "t", "topics": [topic], "format": "json"}],
+    )
+    raw = json.loads(config.read_text())
+    raw["lake"]["storage_options"].update({"timeout": "3s", "connect_timeout": "2s"})
+    config.write_text(json.dumps(raw))
+    uri = f"{s3_lake}/bronze/t"
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [LAKEPORT, "ingest", "--log-json", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("w")
+    )
+    s3 = next(s for s in local_stack.services if s.name == "s3")
+    try:
+        send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000)])
+        deadline = time.monotonic() + 60
+        while _count(uri, local_stack) < 5000 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _count(uri, local_stack) == 5000
+        stack.pause(s3)
+        try:
+            send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000, 10000)])
+            time.sleep(12)  # the worker keeps consuming; its Delta commit cannot finish
+            assert worker.poll() is None, "the worker must not give up on a short outage"
+            assert _committed(local_stack, raw["kafka"]["group_id"], topic) == 5000  # no offset moved
+        finally:
+            stack.resume(s3)
+        deadline = time.monotonic() + 120
+        while _count(uri, local_stack) < 10000 and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=120)
+    assert code == 0
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert not any(e.get("level") == "error" for e in events)
+    table = read_table(uri, local_stack)
+    assert sorted(table["n"].to_pylist()) == list(range(10000))
+    keys = pc.binary_join_element_wise(table["_partition"].cast("string"), table["_offset"].cast("string"), "/")
+    assert pc.count_distinct(keys).as_py() == 10000

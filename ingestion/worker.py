@@ -22,9 +22,12 @@ import gc
 import json
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
 import pyarrow as pa
 import structlog
@@ -40,6 +43,7 @@ from ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.config import Settings, TableConfig
 
 log = structlog.get_logger("lakeport.ingest")
+T = TypeVar("T")
 # Bronze tables record their change feed so downstream (silver) reads only new rows per version.
 BRONZE_PROPERTIES = (("delta.enableChangeDataFeed", "true"),)
 
@@ -195,20 +199,7 @@ class Worker:
         )
 
     def _land_with_retries(self, batch: Decoded) -> CommitResult:
-        ing = self.settings.ingest
-        delay, deadline = ing.retry_backoff_seconds, time.monotonic() + ing.retry_timeout_seconds
-        while True:
-            try:
-                return self._land(batch)
-            except TransientError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise TerminalError(
-                        f"gave up after retrying: {exc}", table=batch.table, offsets=batch.ranges
-                    ) from None
-                log.warning("commit_retried", table=batch.table, error=str(exc), backoff=delay)
-                self.metrics.retries.labels(batch.table).inc()
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        return self._retry(lambda: self._land(batch), what="commit", batch=batch)
 
     def _land(self, batch: Decoded) -> CommitResult:
         start, now = time.monotonic(), datetime.now(UTC)
@@ -272,11 +263,16 @@ class Worker:
 
     # -- rebalance callbacks (called inside source.poll) ----------------------------------
     def _start_offsets(self, partitions: list[TP]) -> dict[TP, int | None]:
-        out: dict[TP, int | None] = {}
+        by_uri: dict[str, list[TP]] = {}
         for tp in partitions:
-            uri = self.settings.lake.table_uri("bronze", self._table_for(tp[0]).name)
-            out.update(self._retry(lambda uri=uri, tp=tp: offsets.next_offsets(self.reader.open(uri), [tp])))
+            by_uri.setdefault(self.settings.lake.table_uri("bronze", self._table_for(tp[0]).name), []).append(tp)
+        out: dict[TP, int | None] = {}
+        for uri, tps in by_uri.items():
+            out.update(self._retry(partial(self._stored_offsets, uri, tps)))
         return out
+
+    def _stored_offsets(self, uri: str, tps: list[TP]) -> dict[TP, int | None]:
+        return offsets.next_offsets(self.reader.open(uri), tps)
 
     def _revoked(self, partitions: list[TP]) -> None:
         self._collect(wait=True)  # an in-flight commit finishes before another worker may start
@@ -284,18 +280,23 @@ class Worker:
         if dropped:
             log.info("buffer_dropped", rows=dropped, reason="partitions revoked")
 
-    def _retry(self, fn):  # type: ignore[no-untyped-def]
-        delay, deadline = (
-            self.settings.ingest.retry_backoff_seconds,
-            time.monotonic() + self.settings.ingest.retry_timeout_seconds,
-        )
+    def _retry(self, fn: Callable[[], T], *, what: str = "read", batch: Decoded | None = None) -> T:
+        """Call ``fn``, retrying transient failures with exponential backoff up to the configured
+        time; then fail terminally, with the table and offsets that did not land."""
+        ing = self.settings.ingest
+        delay, deadline = ing.retry_backoff_seconds, time.monotonic() + ing.retry_timeout_seconds
+        table = batch.table if batch else None
         while True:
             try:
                 return fn()
             except TransientError as exc:
                 if time.monotonic() + delay > deadline:
-                    raise TerminalError(f"gave up after retrying: {exc}") from None
-                log.warning("read_retried", error=str(exc), backoff=delay)
+                    raise TerminalError(
+                        f"gave up after retrying: {exc}", table=table, offsets=batch.ranges if batch else None
+                    ) from None
+                log.warning(f"{what}_retried", table=table, error=str(exc), backoff=delay)
+                if table:
+                    self.metrics.retries.labels(table).inc()
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

@@ -177,6 +177,50 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def silver(
+    config: ConfigOpt = None,
+    table: Annotated[str | None, typer.Option(help="only this table")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply pending bronze changes to the silver current-state tables (CDC tables with a key)."""
+    from dataclasses import asdict
+
+    from lake.silver import apply_changes
+
+    settings = settings_from(config)
+    targets = [t for t in settings.tables if t.format == "debezium-json" and t.key and table in (None, t.name)]
+    opts = settings.lake.to_object_store()
+    results = [
+        apply_changes(
+            t.name,
+            settings.lake.table_uri("bronze", t.name),
+            settings.lake.table_uri("silver", t.name),
+            key=t.key,
+            storage_options=opts,
+        )
+        for t in targets
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(r) for r in results]) + "\n")
+        return
+    _print_rows(
+        ["table", "bronze versions", "changes", "keys", "silver version", "seconds"],
+        [
+            (
+                r.table,
+                f"{r.from_version}..{r.to_version}" if r.from_version is not None else "up to date",
+                r.changes,
+                r.keys,
+                r.version,
+                round(r.seconds, 2),
+            )
+            for r in results
+        ],
+        "table",
+    )
+
+
+@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL; tables are bronze.<name>, ops.dead_letters")],
     config: ConfigOpt = None,

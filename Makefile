@@ -41,8 +41,9 @@ dev-up: install
 dev-down: install
 	$(BIN)/lakeport dev down
 
-bench: install  ## raw consume vs naive loop vs lakeport ingest, into bench/results.json
+bench: install  ## raw consume vs naive loop vs lakeport ingest; silver MERGE; into bench/results.json
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_silver.py
 
 clean:
 	rm -rf .lakeport bench/results.json .pytest_cache .mypy_cache .ruff_cache

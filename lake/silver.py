@@ -21,6 +21,7 @@ from deltalake.exceptions import TableNotFoundError
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
 KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_offset")
+SILVER_FILE_BYTES = 4 * 1024 * 1024  # key-clustered files, so a MERGE touches few of them
 _CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
 
@@ -34,6 +35,8 @@ class SilverResult:
     version: int | None  # silver version written (None: no commit)
     truncated: bool
     seconds: float
+    files_rewritten: int = 0  # silver files replaced by the MERGE (the rest stay untouched)
+    files_added: int = 0
 
 
 def app_id(name: str) -> str:
@@ -162,9 +165,16 @@ def apply_changes(
         silver.delete()  # re-running after a crash here truncates again: same result
     if silver is None:
         live = latest.filter(pa.compute.not_equal(latest["_op"], "d")) if latest.num_rows else latest
+        live = live.sort_by([(k, "ascending") for k in key]) if live.num_rows else live  # key-clustered files
         write_deltalake(
-            silver_uri, live, mode="append", storage_options=storage_options or None, commit_properties=commit
+            silver_uri,
+            live,
+            mode="append",
+            storage_options=storage_options or None,
+            commit_properties=commit,
+            target_file_size=SILVER_FILE_BYTES,
         )
+        metrics: dict[str, int] = {}
     else:
         latest = _fill_unavailable(latest, silver, key)
         on = " AND ".join(f"t.{_ident(k)} = s.{_ident(k)}" for k in key)
@@ -172,7 +182,7 @@ def apply_changes(
             "(coalesce(s._source_lsn, -1) > coalesce(t._source_lsn, -1) OR "
             "(s._source_lsn IS NULL AND t._source_lsn IS NULL AND s._offset > t._offset))"
         )
-        (
+        metrics = (
             silver.merge(latest, on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=commit)
             .when_matched_delete(predicate=f"s._op = 'd' AND {newer}")
             .when_matched_update_all(predicate=f"s._op <> 'd' AND {newer}")
@@ -181,5 +191,14 @@ def apply_changes(
         )
     version = DeltaTable(silver_uri, storage_options=storage_options or None).version()
     return SilverResult(
-        name, start, end, changes.num_rows, latest.num_rows, version, truncated, time.monotonic() - started
+        name,
+        start,
+        end,
+        changes.num_rows,
+        latest.num_rows,
+        version,
+        truncated,
+        time.monotonic() - started,
+        int(metrics.get("num_target_files_removed", 0)),
+        int(metrics.get("num_target_files_added", 0)),
     )

@@ -77,7 +77,8 @@ def connect(settings: Settings | None = None, *, config: str | Path | None = Non
     for layer in LAYERS:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
     wanted = [("bronze", t.name) for t in settings.tables] + [("ops", n) for n in OPS_TABLES]
-    wanted += [("silver", t.name) for t in settings.tables if t.key and t.format == "debezium-json"]
+    cdc = [t for t in settings.tables if t.key and t.format == "debezium-json"]
+    wanted += [("silver", t.name) for t in cdc] + [("silver", f"{t.name}_history") for t in cdc if t.history]
     for layer, name in wanted:
         uri = settings.lake.table_uri(layer, name)
         if table_exists(uri, settings.lake):

@@ -60,14 +60,15 @@ def latest_changes(changes: pa.Table, key: Sequence[str]) -> pa.Table:
     ).to_arrow_table()
 
 
-def _open(uri: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
+def open_table(uri: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
     try:
         return DeltaTable(uri, storage_options=storage_options or None)
     except TableNotFoundError:
         return None
 
 
-def _read_new(bronze: DeltaTable, start: int, end: int) -> pa.Table:
+def read_changes(bronze: DeltaTable, start: int, end: int) -> pa.Table:
+    """Rows appended to bronze in versions ``start..end`` (its change data feed)."""
     reader = bronze.load_cdf(starting_version=start, ending_version=end)
     table = _plain_types(pa.table(reader.read_all()) if hasattr(reader, "read_all") else pa.table(reader))
     table = table.filter(pa.compute.equal(table["_change_type"], "insert"))
@@ -147,16 +148,16 @@ def apply_changes(
 ) -> SilverResult:
     """Bring ``silver.<name>`` up to date with ``bronze.<name>``; returns what was done."""
     started = time.monotonic()
-    bronze = _open(bronze_uri, storage_options)
+    bronze = open_table(bronze_uri, storage_options)
     if bronze is None:
         return SilverResult(name, None, -1, 0, 0, None, False, time.monotonic() - started)
     end = bronze.version()
-    silver = _open(silver_uri, storage_options)
+    silver = open_table(silver_uri, storage_options)
     done = silver.transaction_version(app_id(name)) if silver is not None else None
     start = 0 if done is None else done + 1
     if start > end:
         return SilverResult(name, None, end, 0, 0, None, False, time.monotonic() - started)
-    changes = _read_new(bronze, start, end)
+    changes = read_changes(bronze, start, end)
     rows = changes.filter(pa.compute.is_valid(changes["_op"]))  # tombstones carry no state
     rows, truncated = _after_last_truncate(rows)
     latest = _silver_columns(latest_changes(rows, key), key)

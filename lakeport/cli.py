@@ -182,40 +182,30 @@ def silver(
     table: Annotated[str | None, typer.Option(help="only this table")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply pending bronze changes to the silver current-state tables (CDC tables with a key)."""
+    """Apply pending bronze changes to silver current-state tables (and ``_history`` where configured)."""
     from dataclasses import asdict
 
+    from lake.history import apply_history
     from lake.silver import apply_changes
 
     settings = settings_from(config)
-    targets = [t for t in settings.tables if t.format == "debezium-json" and t.key and table in (None, t.name)]
-    opts = settings.lake.to_object_store()
-    results = [
-        apply_changes(
-            t.name,
-            settings.lake.table_uri("bronze", t.name),
-            settings.lake.table_uri("silver", t.name),
-            key=t.key,
-            storage_options=opts,
-        )
-        for t in targets
-    ]
+    opts, lake = settings.lake.to_object_store(), settings.lake
+    results: list[dict[str, Any]] = []
+    for t in [t for t in settings.tables if t.format == "debezium-json" and t.key and table in (None, t.name)]:
+        bronze = lake.table_uri("bronze", t.name)
+        done = apply_changes(t.name, bronze, lake.table_uri("silver", t.name), key=t.key, storage_options=opts)
+        results.append({"kind": "current", **asdict(done)})
+        if t.history:
+            hist = apply_history(
+                t.name, bronze, lake.table_uri("silver", f"{t.name}_history"), key=t.key, storage_options=opts
+            )
+            results.append({"kind": "history", **asdict(hist)})
     if as_json:
-        sys.stdout.write(json.dumps([asdict(r) for r in results]) + "\n")
+        sys.stdout.write(json.dumps(results) + "\n")
         return
     _print_rows(
-        ["table", "bronze versions", "changes", "keys", "silver version", "seconds"],
-        [
-            (
-                r.table,
-                f"{r.from_version}..{r.to_version}" if r.from_version is not None else "up to date",
-                r.changes,
-                r.keys,
-                r.version,
-                round(r.seconds, 2),
-            )
-            for r in results
-        ],
+        ["table", "kind", "changes", "silver version", "seconds"],
+        [(r["table"], r["kind"], r["changes"], r["version"], round(r["seconds"], 2)) for r in results],
         "table",
     )
 

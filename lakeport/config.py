@@ -117,6 +117,7 @@ class TableConfig(_Section):
     format: Literal["debezium-json", "json"] = "json"
     key: list[str] = Field(default_factory=list)
     partition_by: list[str] = Field(default_factory=list)
+    history: bool = False  # keep silver.<name>_history (SCD type 2)
 
     @model_validator(mode="after")
     def _one_source(self) -> TableConfig:

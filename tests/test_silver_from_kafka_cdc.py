@@ -39,16 +39,31 @@ def test_silver_equals_the_replayed_source(local_stack: StackState, s3_lake: str
         tmp_path / "c.yaml",
         local_stack,
         lake_uri=s3_lake,
-        tables=[{"name": "customers", "topics": [topic], "format": "debezium-json", "key": ["id"]}],
+        tables=[{"name": "customers", "topics": [topic], "format": "debezium-json", "key": ["id"], "history": True}],
     )
     run_cli(["ingest", "--once", "--config", str(config)])
-    [result] = json.loads(run_cli(["silver", "--json", "--config", str(config)]).stdout)
+    result, history = json.loads(run_cli(["silver", "--json", "--config", str(config)]).stdout)
     assert result["changes"] == len(events) and result["keys"] == 200
+    assert history["kind"] == "history" and history["versions_opened"] == 200 + len(range(0, 200, 3))
     rows = json.loads(
         run_cli(
             ["sql", "SELECT id, email FROM silver.customers ORDER BY id", "--format", "json", "--config", str(config)]
         ).stdout
     )
     assert {r["id"]: r["email"] for r in rows} == state
-    [again] = json.loads(run_cli(["silver", "--json", "--config", str(config)]).stdout)
+    again, _ = json.loads(run_cli(["silver", "--json", "--config", str(config)]).stdout)
     assert again["version"] is None and again["changes"] == 0
+    # history: exactly one current version per live key, and it matches silver
+    current = json.loads(
+        run_cli(
+            [
+                "sql",
+                "SELECT id, email FROM silver.customers_history WHERE is_current",
+                "--format",
+                "json",
+                "--config",
+                str(config),
+            ]
+        ).stdout
+    )
+    assert {r["id"]: r["email"] for r in current} == state and len(current) == len(state)

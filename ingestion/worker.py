@@ -81,6 +81,7 @@ class Worker:
         self._pending: Future[CommitResult] | None = None
         self._stop = False
         self._checked_at: float = 0.0
+        self._started: float = 0.0
         self._once_deadline: float | None = None
         subscriptions = sorted({s for t in settings.tables for s in t.subscriptions})
         conf = settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id, "client.id": client_id})
@@ -93,6 +94,7 @@ class Worker:
         thresholds = gc.get_threshold()
         gc.set_threshold(1_000_000, 100, 100)
         self.source.open()
+        self._started = time.monotonic()
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             first: float | None = None
@@ -106,7 +108,7 @@ class Worker:
                     self._submit(ready)
                 self._collect(wait=False)
                 self.metrics.observe_lag(self.source)
-                if self.once and self.source.drained() and self._caught_up():
+                if self.once and (self._nothing_to_drain() or (self.source.drained() and self._caught_up())):
                     break
             for ready in self.buffer.drain():
                 self._submit(ready)
@@ -121,6 +123,15 @@ class Worker:
             self.source.close()
         log.info("ingest_finished", **{k: v for k, v in vars(self.stats).items() if k != "tables"})
         return self.stats
+
+    def _nothing_to_drain(self) -> bool:
+        """For ``--once``: no partition was ever assigned because no subscribed topic exists."""
+        if self.source.progress or time.monotonic() - self._started < 10.0:
+            return False
+        if self.source.subscribed_partitions():
+            return False
+        log.warning("no_partitions_to_drain", subscriptions=self.source.subscriptions)
+        return True
 
     def _caught_up(self) -> bool:
         """For ``--once``: also partitions held by other (possibly dead) group members must have

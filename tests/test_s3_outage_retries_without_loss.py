@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from helpers import LAKEPORT, make_topic, read_table, send, unique, write_config
 
-from lakeport import stack
+from lakeport.processes import pause, resume
 from lakeport.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -62,14 +62,14 @@ def test_s3_outage_is_retried_and_loses_nothing(local_stack: StackState, s3_lake
         while _count(uri, local_stack) < 5000 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _count(uri, local_stack) == 5000
-        stack.pause(s3)
+        pause(s3)
         try:
             send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000, 10000)])
             time.sleep(12)  # the worker keeps consuming; its Delta commit cannot finish
             assert worker.poll() is None, "the worker must not give up on a short outage"
             assert _committed(local_stack, raw["kafka"]["group_id"], topic) == 5000  # no offset moved
         finally:
-            stack.resume(s3)
+            resume(s3)
         deadline = time.monotonic() + 120
         while _count(uri, local_stack) < 10000 and time.monotonic() < deadline:
             time.sleep(1)

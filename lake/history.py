@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lake.silver import open_table, read_changes
+from lake.silver import pending, read_changes
 
 VERSION_COLUMNS = ("valid_from", "valid_to", "is_current", "_op", "_source_lsn", "_offset")
 
@@ -82,14 +82,8 @@ def apply_history(
     storage_options: dict[str, str] | None = None,
 ) -> HistoryResult:
     started = time.monotonic()
-    bronze = open_table(bronze_uri, storage_options)
-    if bronze is None:
-        return HistoryResult(name, -1, 0, 0, None, time.monotonic() - started)
-    end = bronze.version()
-    history = open_table(history_uri, storage_options)
-    done = history.transaction_version(app_id(name)) if history is not None else None
-    start = 0 if done is None else done + 1
-    if start > end:
+    bronze, history, start, end = pending(bronze_uri, history_uri, app_id(name), storage_options)
+    if bronze is None or start > end:
         return HistoryResult(name, end, 0, 0, None, time.monotonic() - started)
     changes = read_changes(bronze, start, end)
     current = None

@@ -67,6 +67,19 @@ def open_table(uri: str, storage_options: dict[str, str] | None) -> DeltaTable |
         return None
 
 
+def pending(
+    bronze_uri: str, target_uri: str, app: str, storage_options: dict[str, str] | None
+) -> tuple[DeltaTable | None, DeltaTable | None, int, int]:
+    """(bronze, target, first bronze version not applied yet, latest bronze version); the target's
+    log records the last bronze version it applied as the app transaction ``app``."""
+    bronze = open_table(bronze_uri, storage_options)
+    if bronze is None:
+        return None, None, 0, -1
+    target = open_table(target_uri, storage_options)
+    done = target.transaction_version(app) if target is not None else None
+    return bronze, target, 0 if done is None else done + 1, bronze.version()
+
+
 def read_changes(bronze: DeltaTable, start: int, end: int) -> pa.Table:
     """Rows appended to bronze in versions ``start..end`` (its change data feed)."""
     reader = bronze.load_cdf(starting_version=start, ending_version=end)
@@ -148,14 +161,8 @@ def apply_changes(
 ) -> SilverResult:
     """Bring ``silver.<name>`` up to date with ``bronze.<name>``; returns what was done."""
     started = time.monotonic()
-    bronze = open_table(bronze_uri, storage_options)
-    if bronze is None:
-        return SilverResult(name, None, -1, 0, 0, None, False, time.monotonic() - started)
-    end = bronze.version()
-    silver = open_table(silver_uri, storage_options)
-    done = silver.transaction_version(app_id(name)) if silver is not None else None
-    start = 0 if done is None else done + 1
-    if start > end:
+    bronze, silver, start, end = pending(bronze_uri, silver_uri, app_id(name), storage_options)
+    if bronze is None or start > end:
         return SilverResult(name, None, end, 0, 0, None, False, time.monotonic() - started)
     changes = read_changes(bronze, start, end)
     rows = changes.filter(pa.compute.is_valid(changes["_op"]))  # tombstones carry no state

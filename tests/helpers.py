@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from lakeport.kafka_tools import create_topics, produce
 from lakeport.stack import StackState
@@ -121,3 +123,29 @@ def debezium(
         },
     }
     return json.dumps(event).encode()
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``check`` until it is true or ``timeout`` seconds pass; returns its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def landed_rows(uri: str, state: StackState) -> int:
+    """Rows in a Delta table (0 while it does not exist yet)."""
+    try:
+        return DeltaTable(uri, storage_options=state.storage_options() if uri.startswith("s3://") else None).count()
+    except TableNotFoundError:
+        return 0
+
+
+def start_worker(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A `lakeport ingest` worker in the background, its output in ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [LAKEPORT, "ingest", *args, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )

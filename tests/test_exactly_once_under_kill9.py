@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
-from helpers import LAKEPORT, make_topic, read_table, unique, write_config
+from helpers import LAKEPORT, landed_rows, make_topic, read_table, start_worker, unique, wait_until, write_config
 
 from lakeport.kafka_tools import produce
 from lakeport.stack import StackState
@@ -40,21 +38,19 @@ def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, 
     rnd = random.Random(os.getpid())
     landed_at_kill = []
     for attempt, fraction in enumerate([0.1, 0.25, 0.4, 0.55, 0.7, 0.85]):
-        log = (tmp_path / f"worker-{attempt}.log").open("w")
-        proc = subprocess.Popen([LAKEPORT, "ingest", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        proc = start_worker(config, tmp_path / f"worker-{attempt}.log")
         before = landed_at_kill[-1] if landed_at_kill else 0
-        deadline = time.monotonic() + 90  # kill once this worker is landing data and past the mark
-        while time.monotonic() < deadline:
-            now = _landed(uri, local_stack)
-            if now > before and now >= fraction * MESSAGES:
-                break
-            time.sleep(0.05)
+
+        def past_mark(before: int = before, fraction: float = fraction) -> bool:
+            now = landed_rows(uri, local_stack)  # this worker is landing data and is past the mark
+            return now > before and now >= fraction * MESSAGES
+
+        wait_until(past_mark, timeout=90, interval=0.05)
         time.sleep(rnd.uniform(0.0, 0.6))  # somewhere inside the next decode/write/commit
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        log.close()
         assert proc.returncode == -signal.SIGKILL
-        landed_at_kill.append(_landed(uri, local_stack))
+        landed_at_kill.append(landed_rows(uri, local_stack))
     done = subprocess.run(
         [LAKEPORT, "ingest", "--once", "--config", str(config)], capture_output=True, text=True, timeout=300
     )
@@ -68,10 +64,3 @@ def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, 
     assert pc.count_distinct(keys).as_py() == MESSAGES
     print("landed at kills:", landed_at_kill)
     assert sum(0 < n < MESSAGES for n in landed_at_kill) >= 5, f"kills did not hit mid-ingest: {landed_at_kill}"
-
-
-def _landed(uri: str, state: StackState) -> int:
-    try:
-        return DeltaTable(uri, storage_options=state.storage_options()).count()
-    except TableNotFoundError:
-        return 0

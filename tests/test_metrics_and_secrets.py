@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import LAKEPORT, make_topic, read_table, run_cli, send, unique, write_config
+from helpers import make_topic, read_table, run_cli, send, start_worker, unique, wait_until, write_config
 
 from lakeport.stack import StackState, free_port
 
@@ -42,21 +41,18 @@ def test_metrics_and_no_secret_anywhere(local_stack: StackState, s3_lake: str, t
     )
     port = free_port()
     log = tmp_path / "worker.log"
-    proc = subprocess.Popen(
-        [LAKEPORT, "ingest", "--metrics-port", str(port), "--config", str(config)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_worker(config, log, "--metrics-port", str(port))
     try:
-        deadline, metrics = time.monotonic() + 60, {}
-        while time.monotonic() < deadline:
+        metrics: dict[str, float] = {}
+
+        def all_counted() -> bool:
             try:
-                metrics = _scrape(port)
-                if metrics.get('lakeport_messages_total{table="t"}', 0) >= 501:
-                    break
+                metrics.update(_scrape(port))
             except OSError:
-                pass
-            time.sleep(0.5)
+                return False
+            return metrics.get('lakeport_messages_total{table="t"}', 0) >= 501
+
+        wait_until(all_counted, timeout=60)
         assert metrics['lakeport_messages_total{table="t"}'] == 501
         assert metrics['lakeport_rows_total{table="t"}'] == 500
         assert metrics['lakeport_dead_letters_total{table="t"}'] == 1

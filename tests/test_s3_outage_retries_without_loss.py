@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from helpers import LAKEPORT, make_topic, read_table, send, unique, write_config
+from helpers import landed_rows, make_topic, read_table, send, start_worker, unique, wait_until, write_config
 
 from lakeport.processes import pause, resume
 from lakeport.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-
-
-def _count(uri: str, state: StackState) -> int:
-    try:
-        return read_table(uri, state).num_rows
-    except Exception:
-        return -1
 
 
 def _committed(state: StackState, group: str, topic: str) -> int:
@@ -52,16 +44,12 @@ def test_s3_outage_is_retried_and_loses_nothing(local_stack: StackState, s3_lake
     config.write_text(json.dumps(raw))
     uri = f"{s3_lake}/bronze/t"
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [LAKEPORT, "ingest", "--log-json", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("w")
-    )
+    worker = start_worker(config, log, "--log-json")
     s3 = next(s for s in local_stack.services if s.name == "s3")
     try:
         send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000)])
-        deadline = time.monotonic() + 60
-        while _count(uri, local_stack) < 5000 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _count(uri, local_stack) == 5000
+        wait_until(lambda: landed_rows(uri, local_stack) >= 5000, timeout=60)
+        assert landed_rows(uri, local_stack) == 5000
         pause(s3)
         try:
             send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000, 10000)])
@@ -70,9 +58,7 @@ def test_s3_outage_is_retried_and_loses_nothing(local_stack: StackState, s3_lake
             assert _committed(local_stack, raw["kafka"]["group_id"], topic) == 5000  # no offset moved
         finally:
             resume(s3)
-        deadline = time.monotonic() + 120
-        while _count(uri, local_stack) < 10000 and time.monotonic() < deadline:
-            time.sleep(1)
+        wait_until(lambda: landed_rows(uri, local_stack) >= 10000, timeout=120, interval=1)
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=120)

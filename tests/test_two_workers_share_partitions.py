@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from helpers import LAKEPORT, make_topic, read_table, unique, write_config
+from helpers import landed_rows, make_topic, read_table, start_worker, unique, wait_until, write_config
 
 from lakeport.kafka_tools import produce
 from lakeport.stack import StackState
@@ -45,34 +43,21 @@ def test_two_workers_split_and_land_once(local_stack: StackState, s3_lake: str, 
         kafka_properties={"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"},
     )
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    workers = [
-        subprocess.Popen(
-            [LAKEPORT, "ingest", "--log-json", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("w")
-        )
-        for log in logs
-    ]
+    workers = [start_worker(config, log, "--log-json") for log in logs]
+
+    def split() -> bool:
+        a, b = (_assigned(log) for log in logs)
+        return bool(a and b and not a & b and a | b == set(range(6)))
+
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            a, b = (_assigned(log) for log in logs)
-            if a and b and not a & b and a | b == set(range(6)):
-                break
-            time.sleep(0.5)
-        else:
+        if not wait_until(split, timeout=90):
             pytest.fail(f"the group never split the partitions: {[_assigned(log) for log in logs]}")
         produce(
             {"bootstrap.servers": local_stack.kafka_bootstrap},
             ((topic, str(i).encode(), json.dumps({"n": i}).encode()) for i in range(MESSAGES)),
         )
         uri = f"{s3_lake}/bronze/events"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if read_table(uri, local_stack).num_rows >= MESSAGES:
-                    break
-            except Exception:
-                pass
-            time.sleep(1)
+        wait_until(lambda: landed_rows(uri, local_stack) >= MESSAGES, timeout=90, interval=1)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

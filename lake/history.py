@@ -17,7 +17,8 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lake.silver import pending, read_changes
+from lake import keys
+from lake.silver import after_last_truncate, fill_unavailable_within, pending, read_changes, truncate_predicate
 
 VERSION_COLUMNS = ("valid_from", "valid_to", "is_current", "_op", "_source_lsn", "_offset")
 
@@ -80,12 +81,19 @@ def apply_history(
     *,
     key: Sequence[str],
     storage_options: dict[str, str] | None = None,
+    source_key: Sequence[str] = (),
 ) -> HistoryResult:
     started = time.monotonic()
     bronze, history, start, end = pending(bronze_uri, history_uri, app_id(name), storage_options)
     if bronze is None or start > end:
         return HistoryResult(name, end, 0, 0, None, time.monotonic() - started)
-    changes = read_changes(bronze, start, end)
+    changes = keys.with_source_columns(read_changes(bronze, start, end), source_key)
+    key = keys.silver_key(key, source_key)
+    changes = changes.filter(pa.compute.is_valid(changes["_op"]))
+    changes, truncated = after_last_truncate(changes, keys.silver_key((), source_key))
+    if history is not None and truncated:
+        history = _close_truncated(history, truncated, read_changes(bronze, start, end))
+    changes = fill_unavailable_within(changes, key)
     current = None
     if history is not None:
         con = duckdb.connect()
@@ -119,6 +127,18 @@ def apply_history(
         )
     version = DeltaTable(history_uri, storage_options=storage_options or None).version()
     return HistoryResult(name, end, changes.num_rows, opened.num_rows, version, time.monotonic() - started)
+
+
+def _close_truncated(history: DeltaTable, scopes: list[dict[str, str]], changes: pa.Table) -> DeltaTable:
+    """A truncate closes every open version of its scope at the truncate's commit time. (Versions
+    opened and closed within the same run before the truncate are not kept.)"""
+    truncates = changes.filter(pa.compute.equal(changes["_op"], "t"))
+    ts_ms = pa.compute.max(truncates["_source_ts_ms"]).as_py() or int(time.time() * 1000)
+    closed_at = f"arrow_cast({int(ts_ms) * 1000}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
+    for scope in scopes:
+        predicate = " AND ".join(p for p in ("is_current", truncate_predicate(scope)) if p)
+        history.update(predicate=predicate, updates={"valid_to": closed_at, "is_current": "false"})
+    return history
 
 
 def _merge_source(opened: pa.Table, closers: pa.Table, key: Sequence[str]) -> pa.Table:

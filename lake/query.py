@@ -1,8 +1,9 @@
 """DuckDB over the lake: the delta and httpfs extensions from their wheels, a schema per layer.
 
 ``connect()`` gives a connection where every table is a view: ``bronze.<name>`` for each configured
-table and ``ops.dead_letters``. Extensions are loaded from the ``duckdb-extension-*`` wheels, so
-nothing is downloaded at run time.
+table, ``silver.<name>`` (and ``_history``) for CDC tables, ``ops.dead_letters`` and
+``ops.<name>_key_map``. Extensions are loaded from the ``duckdb-extension-*`` wheels, so nothing
+is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def connect(settings: Settings | None = None, *, config: str | Path | None = Non
     wanted = [("bronze", t.name) for t in settings.tables] + [("ops", n) for n in OPS_TABLES]
     cdc = [t for t in settings.tables if t.key and t.format == "debezium-json"]
     wanted += [("silver", t.name) for t in cdc] + [("silver", f"{t.name}_history") for t in cdc if t.history]
+    wanted += [("ops", f"{t.name}_key_map") for t in cdc if t.source_key]
     for layer, name in wanted:
         uri = settings.lake.table_uri(layer, name)
         if table_exists(uri, settings.lake):

@@ -19,6 +19,8 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from lake import keys
+
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
 KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_offset")
 SILVER_FILE_BYTES = 4 * 1024 * 1024  # key-clustered files, so a MERGE touches few of them
@@ -58,6 +60,30 @@ def latest_changes(changes: pa.Table, key: Sequence[str]) -> pa.Table:
         f"SELECT * EXCLUDE (__rn) FROM (SELECT *, row_number() OVER (PARTITION BY {keys} "
         "ORDER BY _source_lsn DESC NULLS LAST, _offset DESC) AS __rn FROM changes) WHERE __rn = 1"
     ).to_arrow_table()
+
+
+def fill_unavailable_within(changes: pa.Table, key: Sequence[str]) -> pa.Table:
+    """An unchanged TOAST placeholder takes the key's previous value from the same batch of
+    changes (a placeholder with no earlier value in the batch is left for silver to fill)."""
+    strings = [f.name for f in changes.schema if pa.types.is_string(f.type) and not f.name.startswith("_")]
+    if not strings or changes.num_rows == 0:
+        return changes
+    con = duckdb.connect()
+    con.register("changes", changes)
+    hit = " OR ".join(f"{_ident(c)} = '{UNAVAILABLE}'" for c in strings)
+    if not con.execute(f"SELECT count(*) FROM changes WHERE {hit}").fetchone()[0]:  # type: ignore[index]
+        return changes
+    keys = ", ".join(_ident(k) for k in key)
+    window = (
+        f"(PARTITION BY {keys} ORDER BY _source_lsn NULLS FIRST, _offset "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    )
+    replaced = ", ".join(
+        f"CASE WHEN {_ident(c)} = '{UNAVAILABLE}' THEN coalesce(last_value(nullif({_ident(c)}, '{UNAVAILABLE}') "
+        f"IGNORE NULLS) OVER {window}, {_ident(c)}) ELSE {_ident(c)} END AS {_ident(c)}"
+        for c in strings
+    )
+    return con.execute(f"SELECT * REPLACE ({replaced}) FROM changes").to_arrow_table()
 
 
 def open_table(uri: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
@@ -106,17 +132,32 @@ def _plain_types(table: pa.Table) -> pa.Table:
     return table if schema.equals(table.schema) else table.cast(schema)
 
 
-def _after_last_truncate(changes: pa.Table) -> tuple[pa.Table, bool]:
+def after_last_truncate(changes: pa.Table, scope: Sequence[str] = ()) -> tuple[pa.Table, list[dict[str, str]]]:
+    """The changes after the last truncate (per ``scope``, e.g. per source database), and the
+    scopes that were truncated (``[{}]``: the whole table)."""
     ops = changes["_op"]
     if not pa.compute.any(pa.compute.equal(ops, "t")).as_py():
-        return changes, False
+        return changes, []
     con = duckdb.connect()
     con.register("changes", changes)
+    cols = ", ".join(_ident(c) for c in scope)
+    group = f"GROUP BY {cols}" if scope else ""
+    using = f"LEFT JOIN t USING ({cols})" if scope else "LEFT JOIN t ON true"
+    con.execute(f"CREATE TABLE t AS SELECT {cols + ',' if scope else ''} max(coalesce(_source_lsn, -1)) AS __lsn "
+                f"FROM changes WHERE _op = 't' {group}")  # fmt: skip
     rows = con.execute(
-        "WITH t AS (SELECT max(coalesce(_source_lsn, -1)) AS lsn FROM changes WHERE _op = 't') "
-        "SELECT c.* FROM changes c, t WHERE coalesce(c._source_lsn, -1) > t.lsn AND c._op <> 't'"
+        f"SELECT c.* FROM changes c {using} WHERE c._op <> 't' "
+        "AND (t.__lsn IS NULL OR coalesce(c._source_lsn, -1) > t.__lsn)"
     ).to_arrow_table()
-    return rows, True
+    scopes = con.execute(f"SELECT {cols or 'NULL AS none'} FROM t").fetchall()
+    return rows, [dict(zip(scope, map(str, values), strict=False)) for values in scopes]
+
+
+def truncate_predicate(scope: dict[str, str]) -> str | None:
+    """A Delta predicate selecting the rows of one truncated scope (None: every row)."""
+    if not scope:
+        return None
+    return " AND ".join(f"{_ident(k)} = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in scope.items())
 
 
 def _silver_columns(rows: pa.Table, key: Sequence[str]) -> pa.Table:
@@ -158,19 +199,29 @@ def apply_changes(
     *,
     key: Sequence[str],
     storage_options: dict[str, str] | None = None,
+    source_key: Sequence[str] = (),
+    key_map_uri: str | None = None,
 ) -> SilverResult:
-    """Bring ``silver.<name>`` up to date with ``bronze.<name>``; returns what was done."""
+    """Bring ``silver.<name>`` up to date with ``bronze.<name>``; returns what was done.
+
+    With ``source_key`` the silver key is (source fields, ``key``) and, given ``key_map_uri``,
+    every row carries a stable ``lake_id`` (:mod:`lake.keys`)."""
     started = time.monotonic()
     bronze, silver, start, end = pending(bronze_uri, silver_uri, app_id(name), storage_options)
     if bronze is None or start > end:
         return SilverResult(name, None, end, 0, 0, None, False, time.monotonic() - started)
-    changes = read_changes(bronze, start, end)
+    changes = keys.with_source_columns(read_changes(bronze, start, end), source_key)
+    key = keys.silver_key(key, source_key)
     rows = changes.filter(pa.compute.is_valid(changes["_op"]))  # tombstones carry no state
-    rows, truncated = _after_last_truncate(rows)
-    latest = _silver_columns(latest_changes(rows, key), key)
+    scope = keys.silver_key((), source_key)
+    rows, truncated = after_last_truncate(rows, scope)
+    latest = _silver_columns(latest_changes(fill_unavailable_within(rows, key), key), key)
+    if key_map_uri is not None:
+        latest, _ = keys.assign_lake_ids(latest, key_map_uri, key, storage_options=storage_options)
     commit = CommitProperties(app_transactions=[Transaction(app_id=app_id(name), version=end)])
-    if silver is not None and truncated:
-        silver.delete()  # re-running after a crash here truncates again: same result
+    if silver is not None:
+        for truncated_scope in truncated:  # re-running after a crash here truncates again: same result
+            silver.delete(truncate_predicate(truncated_scope))
     if silver is None:
         live = latest.filter(pa.compute.not_equal(latest["_op"], "d")) if latest.num_rows else latest
         live = live.sort_by([(k, "ascending") for k in key]) if live.num_rows else live  # key-clustered files
@@ -205,7 +256,7 @@ def apply_changes(
         changes.num_rows,
         latest.num_rows,
         version,
-        truncated,
+        bool(truncated),
         time.monotonic() - started,
         int(metrics.get("num_target_files_removed", 0)),
         int(metrics.get("num_target_files_added", 0)),

@@ -50,7 +50,7 @@ def settings_from(config: Path | None) -> Settings:
         v.get_secret_value()
         for v in [*settings.kafka.properties.values(), *settings.lake.storage_options.values()]
         if hasattr(v, "get_secret_value")
-    ]
+    ] + [s.postgres.password.get_secret_value() for s in settings.sources]
     logging.register_secrets(secrets)
     return settings
 
@@ -154,6 +154,34 @@ def ingest(
 
 
 @app.command()
+def capture(
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option(help="the source in the config (default: the first)")] = None,
+    once: Annotated[bool, typer.Option("--once", help="publish what the database has now, then exit")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json")] = False,
+) -> None:
+    """Publish a PostgreSQL database's changes (pgoutput) to Kafka as Debezium change events."""
+    import threading
+
+    from capture.errors import CaptureError
+    from capture.publisher import Publisher, install_signal_handlers
+
+    logging.configure(json=log_json)
+    settings = settings_from(config)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    try:
+        stats = Publisher(settings.source(source), settings.kafka, stop=stop).run(once=once)
+    except (CaptureError, ConfigError) as exc:
+        err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
+        raise typer.Exit(1) from None
+    out.print(
+        f"published {stats.snapshot_rows} snapshot rows, {stats.changes} changes, {stats.outbox_events} outbox "
+        f"events from {stats.transactions} transactions; confirmed {stats.confirmed_lsn}"
+    )
+
+
+@app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Per table: Delta version, rows, files; per partition: lake offset vs high watermark."""
     from ingestion import status as report
@@ -183,23 +211,9 @@ def silver(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending bronze changes to silver current-state tables (and ``_history`` where configured)."""
-    from dataclasses import asdict
+    from lake.refresh import refresh_silver
 
-    from lake.history import apply_history
-    from lake.silver import apply_changes
-
-    settings = settings_from(config)
-    opts, lake = settings.lake.to_object_store(), settings.lake
-    results: list[dict[str, Any]] = []
-    for t in [t for t in settings.tables if t.format == "debezium-json" and t.key and table in (None, t.name)]:
-        bronze = lake.table_uri("bronze", t.name)
-        done = apply_changes(t.name, bronze, lake.table_uri("silver", t.name), key=t.key, storage_options=opts)
-        results.append({"kind": "current", **asdict(done)})
-        if t.history:
-            hist = apply_history(
-                t.name, bronze, lake.table_uri("silver", f"{t.name}_history"), key=t.key, storage_options=opts
-            )
-            results.append({"kind": "history", **asdict(hist)})
+    results = refresh_silver(settings_from(config), table=table)
     if as_json:
         sys.stdout.write(json.dumps(results) + "\n")
         return
@@ -208,6 +222,28 @@ def silver(
         [(r["table"], r["kind"], r["changes"], r["version"], round(r["seconds"], 2)) for r in results],
         "table",
     )
+
+
+@app.command()
+def reconcile(
+    config: ConfigOpt = None,
+    table: Annotated[str | None, typer.Option(help="only this table")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare silver tables with their source database row by row; exit 1 on any difference."""
+    from dataclasses import asdict
+
+    from lake.reconcile import reconcile as compare
+
+    reports = compare(settings_from(config), table=table)
+    if as_json:
+        sys.stdout.write(json.dumps([{**asdict(r), "ok": r.ok} for r in reports]) + "\n")
+    else:
+        columns = ["table", "source", "source rows", "lake rows", "missing", "extra", "different", "ok"]
+        rows = [(r.table, f"{r.source}:{r.source_table}", r.source_rows, r.lake_rows, r.missing_count, r.extra_count,
+                 r.different_count, r.ok) for r in reports]  # fmt: skip
+        _print_rows(columns, rows, "table")
+    raise typer.Exit(0 if reports and all(r.ok for r in reports) else 1)
 
 
 @app.command()

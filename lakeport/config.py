@@ -110,6 +110,52 @@ class IngestSettings(_Section):
     compression: Literal["ZSTD", "SNAPPY", "LZ4_RAW", "UNCOMPRESSED"] = "ZSTD"
 
 
+class PostgresSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(15432, gt=0, lt=65536)
+    database: str = "shop"
+    user: str = "lakeport"
+    password: SecretStr = SecretStr("")
+    connect_timeout: int = Field(5, gt=0)
+
+    def to_libpq(self, **overrides: Any) -> dict[str, Any]:
+        """psycopg2 connection keywords (password revealed: never log this)."""
+        conf: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.user,
+            "password": self.password.get_secret_value(),
+            "connect_timeout": self.connect_timeout,
+            "application_name": "lakeport",
+        }
+        conf.update(overrides)
+        return conf
+
+
+class SourceSettings(_Section):
+    """A source database whose changes ``lakeport capture`` publishes in Debezium's format."""
+
+    name: str = Field(pattern=_IDENT, description="logical server name: the topic prefix")
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    tables: list[str] = Field(default_factory=list, description="schema.table; empty: every table in 'public'")
+    outbox_table: str | None = "public.outbox"
+    events_prefix: str = "events"
+    slot: str | None = Field(None, pattern=_IDENT)
+    publication: str | None = Field(None, pattern=_IDENT)
+    confirm_every_messages: int = Field(5000, gt=0)
+    confirm_every_seconds: float = Field(1.0, gt=0)
+    state_dir: str = ".lakeport/capture"
+
+    @property
+    def slot_name(self) -> str:
+        return self.slot or f"lakeport_{self.name}"
+
+    @property
+    def publication_name(self) -> str:
+        return self.publication or f"lakeport_{self.name}"
+
+
 class TableConfig(_Section):
     name: str = Field(pattern=_IDENT)
     topics: list[str] = Field(default_factory=list)
@@ -118,6 +164,9 @@ class TableConfig(_Section):
     key: list[str] = Field(default_factory=list)
     partition_by: list[str] = Field(default_factory=list)
     history: bool = False  # keep silver.<name>_history (SCD type 2)
+    source_key: list[Literal["source_db", "source_schema", "topic"]] = Field(
+        default_factory=list, description="prefix the silver key with these, and assign a stable lake_id"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TableConfig:
@@ -157,6 +206,7 @@ class Settings(BaseSettings):
     lake: LakeSettings = Field(default_factory=LakeSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tables: list[TableConfig] = Field(default_factory=list)
+    sources: list[SourceSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_routes(self) -> Settings:
@@ -164,7 +214,20 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"table names must be unique, repeated: {', '.join(dupes)}")
+        sources = [s.name for s in self.sources]
+        if len(set(sources)) != len(sources):
+            raise ValueError("source names must be unique")
         return self
+
+    def source(self, name: str | None) -> SourceSettings:
+        if not self.sources:
+            raise ConfigError("no 'sources' in the configuration")
+        if name is None:
+            return self.sources[0]
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no source named {name!r} in the configuration")
 
     def table(self, name: str) -> TableConfig:
         for table in self.tables:

@@ -26,6 +26,7 @@ class Service:
     port: int
     binary: str
     log: str
+    stop_signal: int = int(signal.SIGTERM)  # PostgreSQL: SIGINT (fast shutdown)
 
 
 def free_port() -> int:
@@ -86,7 +87,7 @@ def stop(service: Service, *, grace: float = 5.0) -> None:
     if not is_running(service):
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(service.pid, signal.SIGTERM)
+        os.kill(service.pid, service.stop_signal)
     end = time.monotonic() + grace
     while time.monotonic() < end and is_running(service):
         time.sleep(0.1)

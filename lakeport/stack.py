@@ -1,4 +1,5 @@
-"""The local stack: a Kafka-API broker (Tansu) and S3 (SeaweedFS), started from their wheels.
+"""The local stack: a Kafka-API broker (Tansu) and S3 (SeaweedFS), started from their wheels, and
+a private PostgreSQL cluster as the CDC source (:mod:`lakeport.postgres`).
 
 Everything binds 127.0.0.1. State (ports, pids, data dirs, logs) lives in one directory,
 ``.lakeport/`` by default, in ``stack.json``. ``down`` stops only the pids recorded there, and only
@@ -12,7 +13,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from lakeport.config import Settings
 
 STATE_FILE = "stack.json"
-DEFAULT_PORTS = {"kafka": 19092, "s3": 18333}
+DEFAULT_PORTS = {"kafka": 19092, "s3": 18333, "postgres": 15432}
 DEFAULT_BUCKET = "lake"
 DEV_ACCESS_KEY = "lakeport"
 DEV_SECRET_KEY = "lakeport-dev-secret"  # local stack only; production reads its keys from secrets
@@ -47,6 +48,13 @@ class StackState:
     access_key: str
     secret_key: str
     services: list[Service] = field(default_factory=list)
+    postgres_port: int = 0  # 0: started without PostgreSQL
+
+    @property
+    def postgres_dsn(self) -> str:
+        from lakeport.postgres import dsn
+
+        return dsn(self.postgres_port)
 
     def storage_options(self) -> dict[str, str]:
         return {
@@ -74,6 +82,11 @@ def ports_for(settings: Settings) -> tuple[int, int]:
     kafka = int(first.rsplit(":", 1)[1]) if ":" in first else DEFAULT_PORTS["kafka"]
     endpoint = urlparse(settings.lake.to_object_store().get("AWS_ENDPOINT_URL", ""))
     return kafka, endpoint.port or DEFAULT_PORTS["s3"]
+
+
+def postgres_port_for(settings: Settings) -> int:
+    """The loopback port of the first configured source database (the local stack's PostgreSQL)."""
+    return settings.sources[0].postgres.port if settings.sources else DEFAULT_PORTS["postgres"]
 
 
 def tansu_binary() -> Path:
@@ -234,10 +247,12 @@ def up(
     *,
     kafka_port: int | None = None,
     s3_port: int | None = None,
+    postgres_port: int | None = None,
+    postgres: bool = True,
     bucket: str = DEFAULT_BUCKET,
     timeout: float = 60.0,
 ) -> StackState:
-    """Start the stack (or return the running one) and wait until both services answer."""
+    """Start the stack (or return the running one) and wait until every service answers."""
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     existing = load_state(home)
@@ -248,7 +263,8 @@ def up(
     deadline = time.monotonic() + timeout
     kafka_port = kafka_port or free_port()
     s3_port = s3_port or free_port()
-    for port in (kafka_port, s3_port):
+    pg_port = (postgres_port or free_port()) if postgres else 0
+    for port in (kafka_port, s3_port, pg_port or kafka_port):
         if not port_free(port):
             raise StackError(f"port 127.0.0.1:{port} is already in use")
     kafka = _start_kafka(home, kafka_port, deadline)
@@ -264,8 +280,13 @@ def up(
     _save_state(state)
     try:
         s3 = _start_s3(home, s3_port, state.access_key, state.secret_key, deadline)
-        state = StackState(**{**asdict(state), "services": [kafka, s3]})
+        state = replace(state, services=[kafka, s3])
         _save_state(state)
+        if pg_port:
+            from lakeport import postgres as pg
+
+            state = replace(state, services=[*state.services, pg.start(home, pg_port, deadline)], postgres_port=pg_port)
+            _save_state(state)
         _wait_kafka(state.kafka_bootstrap, deadline)
         _create_bucket(state, deadline)
     except BaseException:
@@ -301,5 +322,6 @@ def status(home: Path) -> dict[str, object]:
         "kafka_bootstrap": state.kafka_bootstrap,
         "s3_endpoint": state.s3_endpoint,
         "bucket": state.bucket,
+        "postgres": f"127.0.0.1:{state.postgres_port}" if state.postgres_port else None,
         "services": services,
     }

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import structlog
 from confluent_kafka import KafkaError, Producer
 from psycopg2.extras import LogicalReplicationConnection
@@ -175,10 +176,7 @@ class Publisher:
                 cur.execute("SELECT pg_current_wal_flush_lsn()::text")
                 target = pgoutput.parse_lsn(cur.fetchone()[0])
             conn.close()
-        repl = self._connect(connection_factory=LogicalReplicationConnection)
-        cur = repl.cursor()
-        options = {"proto_version": "1", "publication_names": self.publication}
-        cur.start_replication(slot_name=self.slot, decode=False, options=options)
+        repl, cur = self._start_replication()
         tx: pgoutput.Begin | None = None
         pending_lsn, pending_count, last_confirm, last_commit = 0, 0, time.monotonic(), 0
         try:
@@ -213,6 +211,25 @@ class Publisher:
         finally:
             repl.close()
         return self.stats
+
+    def _start_replication(self, wait: float = 60.0) -> tuple[Any, Any]:
+        """Open the slot's stream; a slot still held by a killed predecessor frees up shortly."""
+        deadline = time.monotonic() + wait
+        while True:
+            repl = self._connect(connection_factory=LogicalReplicationConnection)
+            cur = repl.cursor()
+            try:
+                options = {"proto_version": "1", "publication_names": self.publication}
+                cur.start_replication(slot_name=self.slot, decode=False, options=options)
+                return repl, cur
+            except psycopg2.errors.ObjectInUse:
+                repl.close()
+                if time.monotonic() > deadline:
+                    raise CaptureError(
+                        "the slot stays in use by another process", source=self.source.name, slot=self.slot
+                    ) from None
+                self.log.info("slot_busy_retried")
+                time.sleep(1.0)
 
     def _publish(self, event: pgoutput.Change | pgoutput.Truncate, position: Position) -> int:
         now = int(time.time() * 1000)

@@ -281,3 +281,19 @@ def demo_run(
     logging.configure(level="WARNING")
     settings = settings_from(config or Path("lakeport.yaml"))
     runner.run(settings, home=home, orders=orders, keep=keep, console=out)
+
+
+def main() -> None:
+    """The console script. After the command, flush and leave without interpreter teardown: the
+    Rust (delta-rs) and Arrow thread pools can abort the process while being torn down at exit
+    ("terminate called without an active exception") after the command itself succeeded."""
+    import os
+
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -35,6 +35,7 @@ def write_config(
     group: str | None = None,
     ingest: dict[str, Any] | None = None,
     kafka_properties: dict[str, str] | None = None,
+    sources: list[dict[str, Any]] | None = None,
 ) -> Path:
     config: dict[str, Any] = {
         "kafka": {
@@ -48,6 +49,7 @@ def write_config(
         },
         "ingest": {"flush_seconds": 1, **(ingest or {})},
         "tables": tables,
+        "sources": sources or [],
     }
     path.write_text(json.dumps(config, indent=2))
     return path

@@ -1,0 +1,129 @@
+"""pgoutput messages parse into changes, and become Debezium envelopes the ingestion decoder types
+correctly (decimals, dates, timestamps, JSON, booleans, TOAST placeholders, key-only deletes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+from decimal import Decimal
+
+from test_decode_debezium_envelopes import batch_of
+
+from capture import envelopes, pgoutput
+from capture.envelopes import Position
+from ingestion.decode import DecodeOptions, decode
+
+NUMERIC_12_2 = ((12 << 16) | 2) + 4
+COLUMNS = [  # name, type oid, typmod, key
+    ("id", 20, -1, True),
+    ("email", 25, -1, False),
+    ("amount", 1700, NUMERIC_12_2, False),
+    ("born", 1082, -1, False),
+    ("seen_at", 1184, -1, False),
+    ("local_at", 1114, -1, False),
+    ("active", 16, -1, False),
+    ("attrs", 3802, -1, False),
+]
+
+
+def cstr(text: str) -> bytes:
+    return text.encode() + b"\0"
+
+
+def tuple_data(values: list[str | object | None]) -> bytes:
+    out = struct.pack("!h", len(values))
+    for v in values:
+        if v is None:
+            out += b"n"
+        elif v is pgoutput.UNCHANGED:
+            out += b"u"
+        else:
+            raw = str(v).encode()
+            out += b"t" + struct.pack("!i", len(raw)) + raw
+    return out
+
+
+def relation_message(oid: int = 16401) -> bytes:
+    body = b"R" + struct.pack("!I", oid) + cstr("public") + cstr("customers") + b"d" + struct.pack("!h", len(COLUMNS))
+    for name, type_oid, typmod, key in COLUMNS:
+        body += struct.pack("!b", 1 if key else 0) + cstr(name) + struct.pack("!Ii", type_oid, typmod)
+    return body
+
+
+ROW = ["42", "ann@example.com", "-1234.50", "2026-02-03", "2026-05-06 07:08:09.123456+00", "2026-05-06 07:08:09", "t",
+       '{"tier": "gold", "tags": [1, 2]}']  # fmt: skip
+
+
+def test_messages_parse() -> None:
+    begin = pgoutput.parse(b"B" + struct.pack("!QqI", 0x1_0000_0010, 1_000_000, 777))
+    assert begin == pgoutput.Begin(0x1_0000_0010, 1_000_000 + pgoutput.PG_EPOCH_US, 777)
+    rel = pgoutput.parse(relation_message())
+    assert isinstance(rel, pgoutput.Relation) and rel.name == "customers" and rel.schema == "public"
+    assert [c.name for c in rel.columns if c.is_key] == ["id"]
+    assert rel.columns[2] == pgoutput.Column("amount", 1700, NUMERIC_12_2, False)
+    insert = pgoutput.parse(b"I" + struct.pack("!I", 16401) + b"N" + tuple_data(ROW))
+    assert insert == pgoutput.Change("I", 16401, None, tuple(ROW))
+    new = ["42", "x@example.com", None, None, None, None, "f", pgoutput.UNCHANGED]
+    update = pgoutput.parse(b"U" + struct.pack("!I", 16401) + b"N" + tuple_data(new))
+    assert isinstance(update, pgoutput.Change) and update.old is None and update.new is not None
+    assert update.new[7] is pgoutput.UNCHANGED and update.new[2] is None
+    key_only = ["42", None, None, None, None, None, None, None]
+    delete = pgoutput.parse(b"D" + struct.pack("!I", 16401) + b"K" + tuple_data(key_only))
+    assert delete == pgoutput.Change("D", 16401, tuple(key_only), None, old_is_key_only=True)
+    moved = pgoutput.parse(b"U" + struct.pack("!I", 16401) + b"K" + tuple_data(key_only) + b"N" + tuple_data(ROW))
+    assert isinstance(moved, pgoutput.Change) and moved.old_is_key_only and moved.new == tuple(ROW)
+    truncate = pgoutput.parse(b"T" + struct.pack("!ib", 2, 0) + struct.pack("!II", 16401, 16402))
+    assert truncate == pgoutput.Truncate((16401, 16402))
+    commit = pgoutput.parse(b"C" + struct.pack("!bQQq", 0, 0x20, 0x28, 5))
+    assert commit == pgoutput.Commit(0x20, 0x28, 5 + pgoutput.PG_EPOCH_US)
+    assert pgoutput.parse(b"O" + struct.pack("!Q", 1) + cstr("origin")) is None
+    assert pgoutput.parse_lsn(pgoutput.lsn_text(0x1_0000_ABCD)) == 0x1_0000_ABCD
+
+
+def decoded(values: list[bytes]) -> list[dict]:
+    result = decode(batch_of(values, topic="shop.public.customers"), options=DecodeOptions("debezium-json"))
+    assert result.dead_letters == ()
+    return sorted(result.rows.to_pylist(), key=lambda r: r["_offset"])
+
+
+def test_envelopes_decode_to_typed_rows() -> None:
+    rel = pgoutput.parse(relation_message())
+    assert isinstance(rel, pgoutput.Relation)
+    row = envelopes.convert_row(rel, tuple(ROW))
+    pos = Position(lsn=5000, tx_id=777, ts_ms=1_767_225_600_000, last_commit_lsn=4000)
+    topic, key, value = envelopes.change_event("shop", "shopdb", rel, "c", None, row, position=pos, now_ms=1)
+    assert topic == "shop.public.customers" and json.loads(key or b"") == {"id": 42}
+    envelope = json.loads(value)
+    assert set(envelope) == {"schema", "payload"} and envelope["payload"]["source"]["lsn"] == 5000
+    changed = envelopes.convert_row(rel, ("42", "new@example.com", "0.10", None, None, None, "f", pgoutput.UNCHANGED))
+    _, _, update = envelopes.change_event("shop", "shopdb", rel, "u", None, changed, position=pos, now_ms=1)
+    gone = envelopes.convert_row(rel, ("42", None, None, None, None, None, None, None))
+    _, _, delete = envelopes.change_event("shop", "shopdb", rel, "d", gone, None, position=pos, now_ms=1)
+    created, updated, deleted = decoded([value, update, delete])
+    assert created["amount"] == Decimal("-1234.50")
+    assert created["born"] == dt.date(2026, 2, 3)
+    assert created["seen_at"] == dt.datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+    assert created["local_at"].replace(tzinfo=None) == dt.datetime(2026, 5, 6, 7, 8, 9)
+    assert created["active"] is True and json.loads(created["attrs"]) == {"tier": "gold", "tags": [1, 2]}
+    assert created["_op"] == "c" and created["_source_lsn"] == 5000 and created["_source_tx_id"] == 777
+    assert created["_source_db"] == "shopdb" and created["_source_table"] == "customers"
+    assert updated["attrs"] == envelopes.UNAVAILABLE and updated["active"] is False
+    assert updated["amount"] == Decimal("0.10")
+    assert deleted["_op"] == "d" and deleted["id"] == 42 and deleted["email"] is None
+
+
+def test_snapshot_text_and_stream_text_agree() -> None:
+    """``col::text`` (snapshot) and the output function (stream) differ for booleans only."""
+    convert = envelopes.column_type(16, -1)[1]
+    assert convert("t") is True and convert("true") is True and convert("f") is False and convert("false") is False
+
+
+def test_outbox_rows_route_by_aggregate_type() -> None:
+    row = {"id": "5f0c…", "aggregate_type": "order", "aggregate_id": "12", "type": "OrderPlaced",
+           "payload": '{"order_id": 12, "total": "25.00"}', "created_at": "2026-01-01T00:00:01.5Z"}  # fmt: skip
+    topic, key, value = envelopes.outbox_event(row, events_prefix="events")
+    assert (topic, key) == ("events.order", b"12")
+    event = json.loads(value)
+    assert event == {"event_id": "5f0c…", "event_type": "OrderPlaced", "aggregate_type": "order",
+                     "aggregate_id": "12", "occurred_at": 1767225601500, "order_id": 12, "total": "25.00"}  # fmt: skip

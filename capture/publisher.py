@@ -146,6 +146,7 @@ class Publisher:
                 self.source.name, database, rel, "t", None, None, position=Position(start - 1, None, now), now_ms=now
             )
             self._send(topic, key, value)
+            self.stats.changes += 1
         for i, rel in enumerate(self.tables):
             last_table = i == len(self.tables) - 1
             for values in snapshot.rows(conn, rel):
@@ -170,10 +171,11 @@ class Publisher:
     def stream(self, *, once: bool = False) -> CaptureStats:
         """Publish changes until stopped (or, with ``once``, until caught up with the server)."""
         target = None
-        if once:
+        if once:  # a logical decoding message marks "now": leave once its transaction came through
             conn = self._connect()
+            conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_current_wal_flush_lsn()::text")
+                cur.execute("SELECT pg_logical_emit_message(true, 'lakeport-capture', 'caught-up')::text")
                 target = pgoutput.parse_lsn(cur.fetchone()[0])
             conn.close()
         repl, cur = self._start_replication()
@@ -185,8 +187,6 @@ class Publisher:
                 if msg is None:
                     if pending_lsn:
                         last_confirm, pending_lsn, pending_count = time.monotonic(), self._confirm(cur, pending_lsn), 0
-                    elif target is not None and tx is None and cur.wal_end >= target:
-                        break
                     cur.send_feedback(reply=True)
                     select.select([cur], [], [], 0.5)
                     continue
@@ -198,8 +198,8 @@ class Publisher:
                 elif isinstance(event, pgoutput.Commit):
                     tx, last_commit = None, event.commit_lsn
                     pending_lsn, self.stats.transactions = event.end_lsn, self.stats.transactions + 1
-                    if target is not None and event.end_lsn >= target:
-                        target = 0  # caught up: leave at the next idle moment
+                    if target and event.end_lsn >= target:
+                        break  # caught up with "now" (confirmed below)
                 elif tx is not None and event is not None:
                     position = Position(msg.data_start, tx.xid, tx.commit_ts_us // 1000, last_commit)
                     pending_count += self._publish(event, position)
@@ -219,7 +219,7 @@ class Publisher:
             repl = self._connect(connection_factory=LogicalReplicationConnection)
             cur = repl.cursor()
             try:
-                options = {"proto_version": "1", "publication_names": self.publication}
+                options = {"proto_version": "1", "publication_names": self.publication, "messages": "true"}
                 cur.start_replication(slot_name=self.slot, decode=False, options=options)
                 return repl, cur
             except psycopg2.errors.ObjectInUse:

@@ -87,18 +87,28 @@ def dev_up(
     home: HomeOpt = Path(".lakeport"),
     kafka_port: Annotated[int | None, typer.Option(help="default: the port in the config's bootstrap_servers")] = None,
     s3_port: Annotated[int | None, typer.Option(help="default: the port in the config's AWS_ENDPOINT_URL")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start with empty S3 and PostgreSQL")] = False,
 ) -> None:
     """Start the broker and S3 on loopback (the ports the config expects) and wait until they answer."""
     from lakeport import stack
+    from lakeport.postgres import DEV_DATABASE
 
-    want_kafka, want_s3 = stack.ports_for(settings_from(config))
+    settings = settings_from(config)
+    want_kafka, want_s3 = stack.ports_for(settings)
     try:
-        state = stack.up(home, kafka_port=kafka_port or want_kafka, s3_port=s3_port or want_s3)
+        state = stack.up(
+            home,
+            kafka_port=kafka_port or want_kafka,
+            s3_port=s3_port or want_s3,
+            postgres_port=stack.postgres_port_for(settings),
+            fresh=fresh,
+        )
     except stack.StackError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     out.print(
-        f"kafka  {state.kafka_bootstrap}\ns3     {state.s3_endpoint} (bucket {state.bucket})\nstate  {state.home}"
+        f"kafka    {state.kafka_bootstrap}\ns3       {state.s3_endpoint} (bucket {state.bucket})\n"
+        f"postgres 127.0.0.1:{state.postgres_port} (database {DEV_DATABASE})\nstate    {state.home}"
     )
 
 
@@ -272,15 +282,35 @@ def sql(
 def demo_run(
     config: ConfigOpt = None,
     home: HomeOpt = Path(".lakeport"),
-    orders: int = 2000,
+    transactions: Annotated[int, typer.Option(help="database transactions the workload runs")] = 1500,
     keep: Annotated[bool, typer.Option("--keep", help="leave the stack running")] = False,
 ) -> None:
-    """Start the stack, produce e-commerce traffic, ingest it, show what landed, stop the stack."""
+    """Start the stack, run e-commerce transactions in PostgreSQL, capture, ingest, build silver,
+    reconcile, show what landed, stop the stack."""
     from lakeport import demo as runner
 
     logging.configure(level="WARNING")
     settings = settings_from(config or Path("lakeport.yaml"))
-    runner.run(settings, home=home, orders=orders, keep=keep, console=out)
+    equal = runner.run(settings, home=home, transactions=transactions, keep=keep, console=out)
+    raise typer.Exit(0 if equal else 1)
+
+
+@demo.command("workload")
+def demo_workload(
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option(help="the source database in the config (default: the first)")] = None,
+    transactions: Annotated[int, typer.Option(help="how many transactions to run")] = 1000,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed on a fresh database, the same data")] = 7,
+    rate: Annotated[float | None, typer.Option(help="at most this many transactions per second")] = None,
+) -> None:
+    """Run e-commerce transactions (sign-ups, orders, payments, shipments, cancellations, deletes)."""
+    from lakeport.oltp import apply_schema, run_workload
+
+    conn = settings_from(config).source(source).postgres.to_libpq()
+    apply_schema(conn)
+    stats = run_workload(conn, transactions=transactions, seed=seed, rate=rate)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
+    out.print(f"ran {stats.transactions} transactions ({kinds}); {stats.outbox_events} outbox events")
 
 
 def main() -> None:

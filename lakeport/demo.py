@@ -1,4 +1,9 @@
-"""``make demo``: the whole path on the embedded default stack, then a look at what landed."""
+"""``make demo``: the whole CDC path on the embedded default stack, then a look at what landed.
+
+PostgreSQL (e-commerce transactions, outbox events) → ``lakeport capture`` (pgoutput → Debezium
+envelopes) → Kafka → ``lakeport ingest`` (bronze) → ``lakeport silver`` (current state, history)
+→ ``lakeport reconcile`` (the lake equals the database).
+"""
 
 from __future__ import annotations
 
@@ -8,49 +13,60 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from capture.publisher import Publisher
 from ingestion.worker import Worker
 from lake import connect
+from lake.reconcile import reconcile
+from lake.refresh import refresh_silver
 from lakeport import stack
 from lakeport.config import Settings
-from lakeport.kafka_tools import create_topics, produce
-from lakeport.workload import EcommerceWorkload
-
-TOPICS = {
-    "shop.public.customers": 3,
-    "shop.public.products": 1,
-    "shop.public.orders": 6,
-    "events.order": 3,
-    "events.payment": 3,
-    "events.shipment": 3,
-}
+from lakeport.oltp import apply_schema, run_workload
 
 
-def run(settings: Settings, *, home: Path, orders: int, keep: bool, console: Console) -> None:
+def run(settings: Settings, *, home: Path, transactions: int, keep: bool, console: Console) -> bool:
+    """Run the demo; True when the lake reconciles with the source database."""
     started = stack.load_state(home.resolve()) is None
     kafka_port, s3_port = stack.ports_for(settings)
     console.rule("[bold]1. local stack")
-    state = stack.up(home, kafka_port=kafka_port, s3_port=s3_port)
-    console.print(f"broker {state.kafka_bootstrap}, S3 {state.s3_endpoint}, bucket s3://{state.bucket}")
+    state = stack.up(
+        home, kafka_port=kafka_port, s3_port=s3_port, postgres_port=stack.postgres_port_for(settings), fresh=started
+    )
+    console.print(f"broker {state.kafka_bootstrap}, S3 {state.s3_endpoint}, PostgreSQL 127.0.0.1:{state.postgres_port}")
     try:
-        console.rule("[bold]2. e-commerce traffic → Kafka")
-        conf = settings.kafka.to_librdkafka()
-        create_topics(conf, TOPICS)
-        workload = EcommerceWorkload(customers=max(orders // 10, 10), products=50, orders=orders)
-        t0 = time.monotonic()
-        sent = produce(conf, workload.messages())
+        source = settings.source(None).model_copy(update={"state_dir": str(home / "capture")})
+        conn = source.postgres.to_libpq()
+        console.rule("[bold]2. e-commerce transactions in PostgreSQL, captured from a new replication slot")
+        apply_schema(conn)
+        publisher = Publisher(source, settings.kafka)
+        publisher.prepare()  # the slot (and snapshot) first: every later change and outbox event is streamed
+        stats = run_workload(conn, transactions=transactions, seed=7)
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
+        console.print(f"ran {stats.transactions:,} transactions in {stats.seconds:.1f}s ({kinds})")
+        console.rule("[bold]3. lakeport capture --once (pgoutput → Debezium change events + outbox events)")
+        captured = publisher.stream(once=True)
         console.print(
-            f"produced {sent:,} messages in {time.monotonic() - t0:.1f}s "
-            "(Debezium change events + OrderPlaced/PaymentCaptured/ShipmentStatusChanged)"
+            f"published {captured.snapshot_rows:,} snapshot rows, {captured.changes:,} changes and "
+            f"{captured.outbox_events:,} domain events to {len(captured.topics)} topics"
         )
-        console.rule("[bold]3. lakeport ingest --once")
+        console.rule("[bold]4. lakeport ingest --once (Kafka → bronze Delta tables on S3)")
         t0 = time.monotonic()
-        stats = Worker(settings, once=True).run()
+        landed = Worker(settings, once=True).run()
         console.print(
-            f"landed {stats.rows:,} rows in {stats.commits} Delta commits, "
-            f"{stats.dead_letters} dead letters, {time.monotonic() - t0:.1f}s"
+            f"landed {landed.rows:,} rows in {landed.commits} Delta commits, "
+            f"{landed.dead_letters} dead letters, {time.monotonic() - t0:.1f}s"
         )
-        console.rule("[bold]4. what landed (DuckDB over Delta on S3)")
+        console.rule("[bold]5. lakeport silver (current state by MERGE, SCD2 history)")
+        results = refresh_silver(settings)
+        console.print(f"applied {sum(r['changes'] for r in results if r['kind'] == 'current'):,} changes")
+        console.rule("[bold]6. lakeport reconcile (silver vs PostgreSQL, row by row)")
+        reports = reconcile(settings)
+        equal = all(r.ok for r in reports)
+        for r in reports:
+            mark = "[green]equal[/green]" if r.ok else "[red]DIFFERENT[/red]"
+            console.print(f"  silver.{r.table:<12} {r.lake_rows:>6,} rows  vs  {r.source_table:<20} {mark}")
+        console.rule("[bold]7. what landed (DuckDB over Delta on S3)")
         _show(settings, console)
+        return equal
     finally:
         if started and not keep:
             stack.down(home)
@@ -59,35 +75,38 @@ def run(settings: Settings, *, home: Path, orders: int, keep: bool, console: Con
             console.print(f"stack left running: `lakeport dev down --home {home}` stops it")
 
 
+QUERIES = [
+    (
+        "orders by status (silver.orders)",
+        "SELECT status, count(*) AS orders FROM silver.orders GROUP BY 1 ORDER BY 2 DESC",
+    ),
+    (
+        "domain events by type (bronze.domain_events, from the outbox)",
+        "SELECT event_type, _topic, count(*) AS events FROM bronze.domain_events GROUP BY ALL ORDER BY events DESC",
+    ),
+    (
+        "a customer's address history (silver.addresses_history, SCD2)",
+        "SELECT customer_id, city, valid_from, valid_to, is_current FROM silver.addresses_history "
+        "WHERE customer_id = (SELECT customer_id FROM silver.addresses_history GROUP BY 1 "
+        "ORDER BY count(*) DESC, 1 LIMIT 1) ORDER BY valid_from LIMIT 6",
+    ),
+]
+
+
 def _show(settings: Settings, console: Console) -> None:
     con = connect(settings)
     counts = Table("table", "rows", title="tables")
-    for name in [f"bronze.{t.name}" for t in settings.tables] + ["ops.dead_letters"]:
+    names = [f"{layer}.{t.name}" for t in settings.tables for layer in ("bronze", "silver")] + ["ops.dead_letters"]
+    for name in names:
         try:
             counts.add_row(name, f"{con.execute(f'SELECT count(*) FROM {name}').fetchone()[0]:,}")  # type: ignore[index]
         except Exception:
-            counts.add_row(name, "(not created)")
+            continue  # not a CDC table: no silver
     console.print(counts)
-    for title, query in [
-        (
-            "orders by status (latest change per order)",
-            "SELECT status, count(*) AS orders FROM (SELECT id, status, _op, "
-            "row_number() OVER (PARTITION BY id ORDER BY _source_lsn DESC) rn FROM bronze.orders) "
-            "WHERE rn = 1 AND _op <> 'd' GROUP BY status ORDER BY orders DESC",
-        ),
-        (
-            "domain events by type",
-            "SELECT event_type, _topic, count(*) AS events FROM bronze.domain_events GROUP BY ALL ORDER BY events DESC",
-        ),
-        (
-            "a few change events",
-            "SELECT _topic, _partition, _offset, _op, id, status, amount "
-            "FROM bronze.orders ORDER BY _source_lsn LIMIT 5",
-        ),
-    ]:
+    for title, query in QUERIES:
         cur = con.execute(query)
         table = Table(*[d[0] for d in cur.description], title=title)
         for row in cur.fetchall():
             table.add_row(*(str(v) for v in row))
         console.print(table)
-    console.print('try: .venv/bin/lakeport sql "SELECT * FROM bronze.customers LIMIT 5"  (with `make demo-keep`)')
+    console.print('try: .venv/bin/lakeport sql "SELECT * FROM silver.customers LIMIT 5"  (after `make demo-keep`)')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -251,8 +252,13 @@ def up(
     postgres: bool = True,
     bucket: str = DEFAULT_BUCKET,
     timeout: float = 60.0,
+    fresh: bool = False,
 ) -> StackState:
-    """Start the stack (or return the running one) and wait until every service answers."""
+    """Start the stack (or return the running one) and wait until every service answers.
+
+    The broker keeps its data in memory, so after a restart the lake's offsets and the source's
+    replication position refer to messages that are gone; ``fresh`` starts S3 and PostgreSQL
+    empty as well (the demo does)."""
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     existing = load_state(home)
@@ -260,6 +266,11 @@ def up(
         return existing
     if existing:
         down(home)
+    if fresh:
+        from lakeport import postgres as pg
+
+        for directory in (home / "s3", pg.data_dir(home), home / "capture"):
+            shutil.rmtree(directory, ignore_errors=True)
     deadline = time.monotonic() + timeout
     kafka_port = kafka_port or free_port()
     s3_port = s3_port or free_port()

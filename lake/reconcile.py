@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lake.keys import SOURCE_FIELDS
@@ -136,8 +138,10 @@ def _source_filter(table: TableConfig, source: SourceSettings, present: set[str]
 
 
 def _rows(silver: DeltaTable, columns: list[str], filters: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    data = silver.to_pyarrow_table(columns=columns, filters=filters or None)  # type: ignore[arg-type]
-    return data.to_pylist()
+    data = silver.to_pyarrow_table(columns=sorted({*columns, *(f[0] for f in filters)}))
+    for column, _, value in filters:
+        data = data.filter(pc.equal(data[column].cast(pa.string()), value))
+    return data.select(columns).to_pylist()
 
 
 def reconcile(settings: Settings, *, table: str | None = None) -> list[TableReport]:

@@ -87,9 +87,10 @@ def dev_up(
     home: HomeOpt = Path(".lakeport"),
     kafka_port: Annotated[int | None, typer.Option(help="default: the port in the config's bootstrap_servers")] = None,
     s3_port: Annotated[int | None, typer.Option(help="default: the port in the config's AWS_ENDPOINT_URL")] = None,
+    postgres_port: Annotated[int | None, typer.Option(help="default: the first source's port in the config")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start with empty S3 and PostgreSQL")] = False,
 ) -> None:
-    """Start the broker and S3 on loopback (the ports the config expects) and wait until they answer."""
+    """Start the broker, S3 and PostgreSQL on loopback (the ports the config expects); wait until they answer."""
     from lakeport import stack
     from lakeport.postgres import DEV_DATABASE
 
@@ -100,7 +101,7 @@ def dev_up(
             home,
             kafka_port=kafka_port or want_kafka,
             s3_port=s3_port or want_s3,
-            postgres_port=stack.postgres_port_for(settings),
+            postgres_port=postgres_port or stack.postgres_port_for(settings),
             fresh=fresh,
         )
     except stack.StackError as exc:

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import psutil
+import psycopg2
 import pytest
 from helpers import run_cli
 
+from lakeport import postgres
 from lakeport.stack import free_port
 
 pytestmark = pytest.mark.stack
@@ -17,12 +19,13 @@ pytestmark = pytest.mark.stack
 
 def test_up_status_down(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    kafka, s3 = free_port(), free_port()
-    up = run_cli(["dev", "up", "--home", str(home), "--kafka-port", str(kafka), "--s3-port", str(s3)], timeout=120)
-    assert f"127.0.0.1:{kafka}" in up.stdout
+    kafka, s3, pg = free_port(), free_port(), free_port()
+    ports = ["--kafka-port", str(kafka), "--s3-port", str(s3), "--postgres-port", str(pg)]
+    up = run_cli(["dev", "up", "--home", str(home), *ports], timeout=120)
+    assert f"127.0.0.1:{kafka}" in up.stdout and f"127.0.0.1:{pg}" in up.stdout
     try:
         report = json.loads(run_cli(["dev", "status", "--json", "--home", str(home)]).stdout)
-        assert report["running"] and {s["name"] for s in report["services"]} == {"kafka", "s3"}
+        assert report["running"] and {s["name"] for s in report["services"]} == {"kafka", "s3", "postgres"}
         pids = [s["pid"] for s in report["services"]]
         state = json.loads((home / "stack.json").read_text())
         assert [s["pid"] for s in state["services"]] == pids
@@ -30,13 +33,18 @@ def test_up_status_down(tmp_path: Path) -> None:
             for conn in psutil.Process(pid).net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN:
                     assert conn.laddr.ip in ("127.0.0.1", "::1"), conn
+        with psycopg2.connect(postgres.dsn(pg)) as conn, conn.cursor() as cur:  # a private cluster for CDC
+            cur.execute("SHOW wal_level")
+            assert cur.fetchone() == ("logical",)
+            cur.execute("SHOW data_directory")
+            assert not cur.fetchone()[0].startswith("/var/lib/postgresql")  # never the system cluster
         # a second `up` is idempotent: same pids
-        run_cli(["dev", "up", "--home", str(home), "--kafka-port", str(kafka), "--s3-port", str(s3)])
+        run_cli(["dev", "up", "--home", str(home), *ports])
         assert [
             s["pid"] for s in json.loads(run_cli(["dev", "status", "--json", "--home", str(home)]).stdout)["services"]
         ] == pids
     finally:
         down = run_cli(["dev", "down", "--home", str(home)], timeout=60)
-    assert "kafka" in down.stdout and "s3" in down.stdout
+    assert "kafka" in down.stdout and "s3" in down.stdout and "postgres" in down.stdout
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
     assert run_cli(["dev", "status", "--home", str(home)], check=False).returncode == 1

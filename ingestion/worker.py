@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -95,7 +96,8 @@ class Worker:
         gc.set_threshold(1_000_000, 100, 100)
         self.source.open()
         self._started = time.monotonic()
-        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        main = threading.current_thread() is threading.main_thread()  # e.g. inside an orchestrator's thread
+        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
         try:
             first: float | None = None
             while not self._stop:

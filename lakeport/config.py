@@ -164,6 +164,7 @@ class TableConfig(_Section):
     key: list[str] = Field(default_factory=list)
     partition_by: list[str] = Field(default_factory=list)
     history: bool = False  # keep silver.<name>_history (SCD type 2)
+    z_order: list[str] = Field(default_factory=list, description="columns to Z-order by when compacting")
     source_key: list[Literal["source_db", "source_schema", "topic"]] = Field(
         default_factory=list, description="prefix the silver key with these, and assign a stable lake_id"
     )
@@ -192,6 +193,29 @@ class TableConfig(_Section):
         return list(self.topics)
 
 
+class OrchestrationSettings(_Section):
+    """What the Dagster code location schedules, and the limits its checks enforce."""
+
+    bronze_mode: Literal["materialize", "observe"] = Field(
+        "materialize",
+        description="materialize: Dagster runs bounded ingests; observe: a long-running ingest fills bronze",
+    )
+    ingest_cron: str = "*/5 * * * *"
+    compaction_cron: str = "0 * * * *"
+    vacuum_cron: str = "30 3 * * *"
+    freshness_limit_minutes: float = Field(60.0, gt=0, description="newest bronze row older than this: check fails")
+    lag_limit_messages: int = Field(100_000, ge=0, description="Kafka lag above this: check fails")
+    compaction_target_size: int | None = Field(None, gt=0, description="bytes per file after compaction")
+    vacuum_retention_hours: float = Field(168.0, ge=0)
+    vacuum_min_retention_hours: float = Field(168.0, ge=0, description="vacuum never goes below this retention")
+
+    @model_validator(mode="after")
+    def _retention_floor(self) -> OrchestrationSettings:
+        if self.vacuum_retention_hours < self.vacuum_min_retention_hours:
+            raise ValueError("vacuum_retention_hours is below vacuum_min_retention_hours")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -207,6 +231,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tables: list[TableConfig] = Field(default_factory=list)
     sources: list[SourceSettings] = Field(default_factory=list)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
 
     @model_validator(mode="after")
     def _unique_routes(self) -> Settings:

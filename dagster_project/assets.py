@@ -1,0 +1,115 @@
+"""Assets generated from the table config: adding a table to lakeport.yaml adds its assets.
+
+``bronze/<table>`` (group ``bronze``): one bounded ``ingest --once`` materializes every bronze
+table (or, with ``bronze_mode: observe``, a long-running ingest fills them and the bronze sensor
+records it). ``silver/<table>`` and ``silver/<table>_history`` (group ``silver``) apply pending
+bronze changes by MERGE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from dagster_project.resources import KafkaResource, LakeResource
+from lake.refresh import cdc_tables
+from lakeport.config import Settings
+
+
+def bronze_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["bronze", name])
+
+
+def silver_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", name])
+
+
+def _facts_metadata(facts: dict[str, Any]) -> dict[str, Any]:
+    return {k: facts[k] for k in ("version", "files", "bytes", "rows") if k in facts}
+
+
+def bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    specs = [
+        dg.AssetSpec(
+            bronze_key(t.name),
+            group_name="bronze",
+            kinds={"kafka", "delta"},
+            description=f"Every record of {', '.join(t.subscriptions)} ({t.format}), exactly once.",
+        )
+        for t in settings.tables
+    ]
+
+    @dg.multi_asset(specs=specs, name="bronze_ingest", can_subset=False)
+    def bronze_ingest(lake: LakeResource, kafka: KafkaResource) -> Iterator[dg.MaterializeResult]:
+        stats = lake.ingest_once()
+        lag = kafka.lag()
+        for t in settings.tables:
+            facts = lake.table_facts("bronze", t.name)
+            yield dg.MaterializeResult(
+                asset_key=bronze_key(t.name),
+                metadata={
+                    **_facts_metadata(facts),
+                    "rows_added": stats.tables.get(t.name, 0),
+                    "dead_letters_run": stats.dead_letters,
+                    "kafka_lag": dg.MetadataValue.json(lag.get(t.name, {})),
+                },
+            )
+
+    return [bronze_ingest]
+
+
+def silver_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    out: list[dg.AssetsDefinition] = []
+    for t in cdc_tables(settings):
+        out.append(_silver_asset(t.name))
+        if t.history:
+            out.append(_history_asset(t.name))
+    return out
+
+
+def _silver_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=silver_key(name),
+        deps=[bronze_key(name)],
+        group_name="silver",
+        kinds={"delta"},
+        description=f"Current state of {name}: one row per live key, by MERGE from bronze.{name}.",
+    )
+    def current(lake: LakeResource) -> dg.MaterializeResult:
+        result = lake.apply_silver(name)
+        return dg.MaterializeResult(
+            metadata={
+                **_facts_metadata(lake.table_facts("silver", name)),
+                "bronze_version_applied": result.to_version,
+                "changes": result.changes,
+                "keys_changed": result.keys,
+                "files_rewritten": result.files_rewritten,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+
+    return current
+
+
+def _history_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=silver_key(f"{name}_history"),
+        deps=[bronze_key(name)],
+        group_name="silver",
+        kinds={"delta"},
+        description=f"SCD type 2 history of {name}: valid_from, valid_to, is_current.",
+    )
+    def history(lake: LakeResource) -> dg.MaterializeResult:
+        result = lake.apply_history(name)
+        return dg.MaterializeResult(
+            metadata={
+                **_facts_metadata(lake.table_facts("silver", f"{name}_history")),
+                "bronze_version_applied": result.to_version,
+                "versions_opened": result.versions_opened,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+
+    return history

@@ -1,0 +1,54 @@
+"""Sensors: bronze Delta versions moving trigger silver; failed runs raise an alert."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from dagster import RunFailureSensorContext, SensorEvaluationContext
+
+from dagster_project.assets import bronze_key, silver_key
+from dagster_project.resources import LakeResource
+from lake.refresh import cdc_tables
+from lakeport.config import Settings
+from quality.alerts import Alert, send
+
+
+def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    observe = settings.orchestration.bronze_mode == "observe"
+    downstream = {t.name: [silver_key(t.name)] + ([silver_key(f"{t.name}_history")] if t.history else [])
+                  for t in cdc_tables(settings)}  # fmt: skip
+
+    @dg.sensor(job=silver_job, minimum_interval_seconds=30, description="bronze version moved → refresh its silver")
+    def bronze_versions(context: SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+        seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        moved, events = [], []
+        for t in settings.tables:
+            facts = lake.table_facts("bronze", t.name)
+            version = facts.get("version")
+            if version is None or version == seen.get(t.name):
+                continue
+            seen[t.name] = version
+            moved.append(t.name)
+            if observe:  # filled by a long-running `lakeport ingest`: record it as the asset's materialization
+                metadata = {k: facts[k] for k in ("version", "files", "bytes", "rows")}
+                events.append(dg.AssetMaterialization(asset_key=bronze_key(t.name), metadata=metadata))
+        keys = [k for name in moved for k in downstream.get(name, [])]
+        runs = [dg.RunRequest(run_key=f"silver-{context.cursor}-{len(seen)}-{sorted(moved)}", asset_selection=keys)]
+        return dg.SensorResult(run_requests=runs if keys else [], asset_events=events, cursor=json.dumps(seen))
+
+    return bronze_versions
+
+
+@dg.run_failure_sensor(description="a failed run sends an alert")
+def run_failures(context: RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    send(
+        Alert(
+            key=f"run-failed:{run.job_name}",
+            title=f"Dagster run of {run.job_name} failed",
+            detail=context.failure_event.message or "",
+            severity="error",
+            link=f"run {run.run_id}",
+        )
+    )

@@ -44,6 +44,7 @@ dev-down: install
 bench: install  ## raw consume vs naive loop vs lakeport ingest; silver MERGE; into bench/results.json
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_silver.py
+	$(BIN)/python benchmarks/bench_compaction.py
 
 clean:
 	rm -rf .lakeport bench/results.json .pytest_cache .mypy_cache .ruff_cache

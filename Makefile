@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint fmt test test-fast demo demo-keep bench clean dev-up dev-down
+.PHONY: install e2e-deps lint fmt test test-fast demo demo-keep dagster bench clean dev-up dev-down
 
 install: $(STAMP)  ## create .venv and install lakeport (editable) with test, demo and bench tools
 
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+e2e-deps:  ## headless Chromium + chromedriver for the UI tests (Debian packages; no-op when present)
+	bash scripts/e2e-deps.sh
 
 lint: install  ## ruff format + lint, mypy on the library
 	$(BIN)/ruff format --check .
@@ -23,7 +26,7 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint  ## the whole suite: unit tests and integration tests on the real local stack
+test: install e2e-deps lint  ## the whole suite: unit tests and integration tests on the real local stack
 	$(BIN)/pytest
 
 test-fast: install  ## only the tests that need no local stack
@@ -34,6 +37,9 @@ demo: install  ## start the stack, produce e-commerce traffic, ingest it, show t
 
 demo-keep: install  ## the demo, leaving the stack up for `lakeport sql` (stop: make dev-down)
 	$(BIN)/lakeport demo run --keep
+
+dagster: dev-up  ## the Dagster UI, daemon and code server on http://127.0.0.1:3000 over the local stack
+	$(BIN)/lakeport dagster
 
 dev-up: install
 	$(BIN)/lakeport dev up

@@ -279,6 +279,35 @@ def sql(
     _print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
 
 
+@app.command()
+def dagster(
+    config: ConfigOpt = None,
+    home: HomeOpt = Path(".lakeport"),
+    port: Annotated[int, typer.Option(help="webserver port on 127.0.0.1")] = 3000,
+) -> None:
+    """Run `dagster dev` (UI, daemon, code server) over this config's lake until Ctrl-C."""
+    import signal
+
+    from lakeport import dagster_dev
+    from lakeport.processes import StackError
+
+    path = (config or Path("lakeport.yaml")).resolve()
+    settings_from(path)  # a bad config fails here, naming the field, not inside the code server
+    try:
+        service = dagster_dev.start(home=home, config=path, port=port)
+    except StackError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"Dagster UI: http://127.0.0.1:{port}  (state {home / 'dagster'}, log {service.log}); Ctrl-C stops it")
+    try:
+        # Blocked only now: dagster dev must not inherit a mask that hides SIGTERM from it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        dagster_dev.stop_dagster(service)
+    out.print("dagster dev stopped")
+
+
 @demo.command("run")
 def demo_run(
     config: ConfigOpt = None,

@@ -110,3 +110,7 @@ def _show(settings: Settings, console: Console) -> None:
             table.add_row(*(str(v) for v in row))
         console.print(table)
     console.print('try: .venv/bin/lakeport sql "SELECT * FROM silver.customers LIMIT 5"  (after `make demo-keep`)')
+    console.print(
+        "the Dagster UI over this lake: `make dagster` (or `lakeport dagster`), then open "
+        "http://127.0.0.1:3000/assets — assets, checks, schedules, maintenance jobs"
+    )

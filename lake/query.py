@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from lakeport.config import LakeSettings, Settings
 
 LAYERS = ("bronze", "silver", "gold", "ops")
-OPS_TABLES = ("dead_letters",)
+OPS_TABLES = ("dead_letters", "quality_results", "alerts")
 
 
 def _extension(module_name: str) -> Path:

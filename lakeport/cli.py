@@ -51,6 +51,7 @@ def settings_from(config: Path | None) -> Settings:
         for v in [*settings.kafka.properties.values(), *settings.lake.storage_options.values()]
         if hasattr(v, "get_secret_value")
     ] + [s.postgres.password.get_secret_value() for s in settings.sources]
+    secrets += settings.alerts.secrets()
     logging.register_secrets(secrets)
     return settings
 
@@ -255,6 +256,27 @@ def reconcile(
                  r.different_count, r.ok) for r in reports]  # fmt: skip
         _print_rows(columns, rows, "table")
     raise typer.Exit(0 if reports and all(r.ok for r in reports) else 1)
+
+
+@app.command()
+def check(
+    config: ConfigOpt = None,
+    table: Annotated[str | None, typer.Option(help="only this table's suites")] = None,
+    layer: Annotated[str | None, typer.Option(help="only bronze or silver suites")] = None,
+    as_json: JsonOpt = False,
+    alert: Annotated[bool, typer.Option("--alert/--no-alert", help="send alerts and recoveries")] = True,
+) -> None:
+    """Run the quality suites (Great Expectations); exit 1 if an error-severity expectation fails."""
+    from quality.report import print_results, to_json
+    from quality.run import check as run_checks
+
+    logging.configure(level="WARNING")
+    results = run_checks(settings_from(config), table=table, layer=layer, alert=alert)
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(results), default=str) + "\n")
+    else:
+        print_results(results, out)
+    raise typer.Exit(0 if all(r.passed for r in results) else 1)
 
 
 @app.command()

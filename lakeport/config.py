@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from lakeport.config_quality import AlertSettings, QualityRule, QualitySettings
+
 DEFAULT_CONFIG_NAME = "lakeport.yaml"
 _SECRET_KEY = re.compile(r"(password|secret|jaas|token|credential|private|api[._-]?key)", re.I)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -168,6 +170,7 @@ class TableConfig(_Section):
     source_key: list[Literal["source_db", "source_schema", "topic"]] = Field(
         default_factory=list, description="prefix the silver key with these, and assign a stable lake_id"
     )
+    quality: list[QualityRule] = Field(default_factory=list, description="expectations on this table")
 
     @model_validator(mode="after")
     def _one_source(self) -> TableConfig:
@@ -232,6 +235,8 @@ class Settings(BaseSettings):
     tables: list[TableConfig] = Field(default_factory=list)
     sources: list[SourceSettings] = Field(default_factory=list)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
     def _unique_routes(self) -> Settings:
@@ -239,6 +244,10 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"table names must be unique, repeated: {', '.join(dupes)}")
+        for t in self.tables:
+            for rule in t.quality:
+                if rule.table is not None and rule.table not in names:
+                    raise ValueError(f"table {t.name}: rule {rule.label} references unknown table {rule.table!r}")
         sources = [s.name for s in self.sources]
         if len(set(sources)) != len(sources):
             raise ValueError("source names must be unique")

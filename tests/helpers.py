@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ def write_config(
     ingest: dict[str, Any] | None = None,
     kafka_properties: dict[str, str] | None = None,
     sources: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     config: dict[str, Any] = {
         "kafka": {
@@ -50,6 +53,7 @@ def write_config(
         "ingest": {"flush_seconds": 1, **(ingest or {})},
         "tables": tables,
         "sources": sources or [],
+        **(extra or {}),
     }
     path.write_text(json.dumps(config, indent=2))
     return path
@@ -151,3 +155,35 @@ def start_worker(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]
         return subprocess.Popen(
             [LAKEPORT, "ingest", *args, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
         )
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it (a Slack stand-in)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/lakeport"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,90 @@
+"""Suites as code: the expectations of each (layer, table), from its ``quality:`` rules in
+lakeport.yaml plus the rules every table gets (keys not null and unique, rows match offsets,
+no new dead letters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lake.keys import silver_key
+from lakeport.config import Settings, TableConfig
+from lakeport.config_quality import QualityRule
+
+Layer = str  # "bronze" | "silver"
+BRONZE_INDEX = ["_topic", "_partition", "_offset"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    layer: Layer
+    table: str
+    rules: tuple[QualityRule, ...]
+    index: tuple[str, ...]  # columns that name a failing row (sample keys)
+    incremental: bool  # bronze: only rows new since the last validated version
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}.{self.table}"
+
+    @property
+    def blocking(self) -> bool:
+        """An error-severity rule failing stops what is downstream."""
+        return any(r.severity == "error" for r in self.rules)
+
+
+def is_cdc(t: TableConfig) -> bool:
+    return t.format == "debezium-json" and bool(t.key)
+
+
+def default_layer(t: TableConfig) -> Layer:
+    return "silver" if is_cdc(t) else "bronze"
+
+
+def _defaults(t: TableConfig, layer: Layer) -> list[QualityRule]:
+    if layer == "silver":
+        key = silver_key(t.key, t.source_key)
+        return [
+            QualityRule(expect="not_null", columns=key, name="key_not_null"),
+            QualityRule(expect="unique", columns=key, name="key_unique"),
+            QualityRule(expect="columns", types=dict.fromkeys(key, "any"), name="key_columns_present"),
+        ]
+    rules = [
+        QualityRule(expect="row_count", name="rows_match_offsets"),
+        QualityRule(expect="columns", types=dict.fromkeys(BRONZE_INDEX, "any"), name="kafka_columns_present"),
+        QualityRule(expect="not_null", columns=BRONZE_INDEX, name="kafka_position_not_null"),
+    ]
+    if not is_cdc(t) and t.key:  # events carry their own id: one row per event
+        rules += [
+            QualityRule(expect="not_null", columns=t.key, name="key_not_null"),
+            QualityRule(expect="unique", columns=t.key, name="key_unique"),
+        ]
+    return rules
+
+
+def suites_for(settings: Settings, *, table: str | None = None, layer: Layer | None = None) -> list[Suite]:
+    """Every suite of the config (or of one table / layer); a layer without rules has no suite."""
+    out = []
+    for t in settings.tables:
+        if table is not None and t.name != table:
+            continue
+        layers = ["bronze", "silver"] if is_cdc(t) else ["bronze"]
+        for lay in layers:
+            if layer is not None and lay != layer:
+                continue
+            declared = [r for r in t.quality if (r.layer or default_layer(t)) == lay]
+            rules = (_defaults(t, lay) if settings.quality.default_rules else []) + declared
+            if not rules:
+                continue
+            index = tuple(silver_key(t.key, t.source_key)) if lay == "silver" else tuple(BRONZE_INDEX)
+            out.append(Suite(lay, t.name, tuple(rules), index, incremental=lay == "bronze"))
+    return out
+
+
+def referenced_key(settings: Settings, rule: QualityRule) -> str:
+    """The column of ``silver.<rule.table>`` a reference must hit (its configured key by default)."""
+    if rule.key:
+        return rule.key
+    target = settings.table(rule.table or "")
+    if len(target.key) != 1:
+        raise ValueError(f"rule {rule.label}: {rule.table} has a compound key; name one column with 'key'")
+    return target.key[0]

@@ -1,17 +1,27 @@
-"""Asset checks: each bronze table is fresh (newest row age) and caught up (Kafka lag)."""
+"""Asset checks: each bronze table is fresh (newest row age) and caught up (Kafka lag); each table
+with a quality suite passes it (Great Expectations, see quality/). Error-severity suites block
+what is downstream; breaches and failures page through the configured notifiers."""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
-from dagster_project.assets import bronze_key
+from dagster_project.assets import bronze_key, silver_key
 from dagster_project.resources import KafkaResource, LakeResource
 from lakeport.config import Settings
+from quality.alerts import Alert
+from quality.suites import Suite, suites_for
 
 
 def freshness_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
     orch = settings.orchestration
     return [_freshness(t.name, orch.freshness_limit_minutes, orch.lag_limit_messages) for t in settings.tables]
+
+
+def quality_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    return [_quality(suite) for suite in suites_for(settings)]
 
 
 def _freshness(name: str, limit_minutes: float, lag_limit: int) -> dg.AssetChecksDefinition:
@@ -21,15 +31,66 @@ def _freshness(name: str, limit_minutes: float, lag_limit: int) -> dg.AssetCheck
         lag = kafka.lag().get(name, {})
         total = sum(lag.values())
         fresh = age is not None and age <= limit_minutes * 60
+        passed = fresh and total <= lag_limit
+        minutes = None if age is None else round(age / 60, 2)
+        alert = Alert(
+            key=f"freshness:bronze.{name}",
+            title=f"bronze.{name} is late or behind" if not passed else f"bronze.{name} is fresh again",
+            detail=f"newest row {minutes} min old (limit {limit_minutes}); Kafka lag {total} (limit {lag_limit})",
+            severity="warn",
+            table=f"bronze.{name}",
+            link="lakeport status",
+        )
+        lake.evaluate_alert(alert, failing=not passed)
         return dg.AssetCheckResult(
-            passed=fresh and total <= lag_limit,
+            passed=passed,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "newest_row_age_minutes": None if age is None else round(age / 60, 2),
+                "newest_row_age_minutes": minutes,
                 "limit_minutes": limit_minutes,
                 "kafka_lag": total,
                 "lag_limit": lag_limit,
                 "lag_per_partition": dg.MetadataValue.json(lag),
+            },
+        )
+
+    return check
+
+
+def _quality(suite: Suite) -> dg.AssetChecksDefinition:
+    key = bronze_key(suite.table) if suite.layer == "bronze" else silver_key(suite.table)
+    rules = ", ".join(r.label for r in suite.rules)
+
+    @dg.asset_check(
+        asset=key,
+        name="quality",
+        blocking=suite.blocking,
+        description=f"Great Expectations suite {suite.name}" + (" (new rows only)" if suite.incremental else "")
+        + f": {rules}",
+    )  # fmt: skip
+    def check(lake: LakeResource) -> dg.AssetCheckResult:
+        result = lake.check_quality(suite.layer, suite.table)
+        failed = [o for o in result.outcomes if not o.success]
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR if result.errors else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "delta_version": result.version,
+                "rows_checked": result.rows_checked,
+                "expectations": len(result.outcomes),
+                "failed": dg.MetadataValue.json(
+                    {
+                        o.expectation: {
+                            "severity": o.severity,
+                            "unexpected": o.unexpected_count,
+                            "sample_keys": list(o.sample_keys),
+                        }
+                        for o in failed
+                    }
+                ),
+                "alerts_sent": dg.MetadataValue.json(json.loads(json.dumps(result.alerts_sent))),
+                "see_more": f"lakeport sql \"SELECT * FROM ops.quality_results WHERE suite = '{suite.name}' "
+                'ORDER BY run_at DESC"',
             },
         )
 

@@ -11,10 +11,10 @@ import os
 import dagster as dg
 
 from dagster_project.assets import bronze_assets, silver_assets
-from dagster_project.checks import freshness_checks
+from dagster_project.checks import freshness_checks, quality_checks
 from dagster_project.maintenance import maintenance_jobs
 from dagster_project.resources import KafkaResource, LakeResource
-from dagster_project.sensors import bronze_version_sensor, run_failures
+from dagster_project.sensors import bronze_version_sensor, run_failure_sensors
 from lakeport.config import load_settings
 
 
@@ -35,10 +35,10 @@ def build(config_path: str | None = None) -> dg.Definitions:
         schedules.append(dg.ScheduleDefinition(job=ingest_job, cron_schedule=orch.ingest_cron))
     return dg.Definitions(
         assets=[*bronze_assets(settings), *silver_assets(settings)],
-        asset_checks=freshness_checks(settings),
+        asset_checks=[*freshness_checks(settings), *quality_checks(settings)],
         jobs=[ingest_job, silver_job, *maintenance],
         schedules=schedules,
-        sensors=[bronze_version_sensor(settings, silver_job), run_failures],
+        sensors=[bronze_version_sensor(settings, silver_job), *run_failure_sensors(settings)],
         resources={"lake": LakeResource(config_path=path), "kafka": KafkaResource(config_path=path)},
     )
 

@@ -84,6 +84,21 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         newest = pc.max(table.to_pyarrow_dataset().to_table(columns=["_timestamp"])["_timestamp"]).as_py()
         return None if newest is None else max(time.time() - newest.timestamp(), 0.0)
 
+    def check_quality(self, layer: str, name: str) -> Any:
+        """Run the quality suite of ``<layer>.<name>`` (results kept, alerts sent): a SuiteResult."""
+        from quality.run import check
+
+        (result,) = check(self.settings(), table=name, layer=layer)
+        return result
+
+    def evaluate_alert(self, alert: Any, *, failing: bool) -> str | None:
+        """Page (deduplicated) for a failing check, or send its recovery: see quality.alerts.Alerter."""
+        from datetime import UTC, datetime
+
+        from quality.run import alerter_for
+
+        return alerter_for(self.settings()).evaluate(alert, failing=failing, now=datetime.now(UTC))
+
     def maintain(self, action: str, layer: str, name: str, *, dry_run: bool = False) -> Any:
         """``compact``, ``vacuum`` or ``checkpoint`` one table (see :mod:`lake.maintenance`)."""
         from lake import maintenance

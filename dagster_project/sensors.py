@@ -11,7 +11,7 @@ from dagster_project.assets import bronze_key, silver_key
 from dagster_project.resources import LakeResource
 from lake.refresh import cdc_tables
 from lakeport.config import Settings
-from quality.alerts import Alert, send
+from quality.alerts import Alert
 
 
 def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -40,15 +40,25 @@ def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobD
     return bronze_versions
 
 
-@dg.run_failure_sensor(description="a failed run sends an alert")
-def run_failures(context: RunFailureSensorContext) -> None:
-    run = context.dagster_run
-    send(
-        Alert(
-            key=f"run-failed:{run.job_name}",
-            title=f"Dagster run of {run.job_name} failed",
-            detail=context.failure_event.message or "",
-            severity="error",
-            link=f"run {run.run_id}",
-        )
-    )
+def run_failure_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """A failed run pages (deduplicated per job); the job's next successful run sends the recovery."""
+    from datetime import UTC, datetime
+
+    from quality.run import alerter_for
+
+    def alert(job: str, detail: str, run_id: str) -> Alert:
+        return Alert(key=f"run-failed:{job}", title=f"Dagster run of {job} failed", detail=detail,
+                     severity="error", link=f"Dagster UI: /runs/{run_id}")  # fmt: skip
+
+    @dg.run_failure_sensor(description="a failed run sends an alert")
+    def run_failures(context: RunFailureSensorContext) -> None:
+        run = context.dagster_run
+        event = alert(run.job_name, context.failure_event.message or "", run.run_id)
+        alerter_for(settings).evaluate(event, failing=True, now=datetime.now(UTC))
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, description="a job succeeding again: recovery")
+    def run_recoveries(context: dg.RunStatusSensorContext) -> None:
+        run = context.dagster_run
+        alerter_for(settings).evaluate(alert(run.job_name, "", run.run_id), failing=False, now=datetime.now(UTC))
+
+    return [run_failures, run_recoveries]

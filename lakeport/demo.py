@@ -21,6 +21,8 @@ from lake.refresh import refresh_silver
 from lakeport import stack
 from lakeport.config import Settings
 from lakeport.oltp import apply_schema, run_workload
+from quality.gx_context import docs_index
+from quality.run import check
 
 
 def run(settings: Settings, *, home: Path, transactions: int, keep: bool, console: Console) -> bool:
@@ -64,7 +66,18 @@ def run(settings: Settings, *, home: Path, transactions: int, keep: bool, consol
         for r in reports:
             mark = "[green]equal[/green]" if r.ok else "[red]DIFFERENT[/red]"
             console.print(f"  silver.{r.table:<12} {r.lake_rows:>6,} rows  vs  {r.source_table:<20} {mark}")
-        console.rule("[bold]7. what landed (DuckDB over Delta on S3)")
+        console.rule("[bold]7. lakeport check (Great Expectations suites → ops.quality_results)")
+        quality = check(settings.model_copy(update={"quality": settings.quality.model_copy(
+            update={"docs_dir": str(home / "quality")})}))  # fmt: skip
+        outcomes = [o for r in quality for o in r.outcomes]
+        failing = [f"{r.suite}:{o.expectation} ({o.unexpected_count})" for r in quality for o in r.outcomes
+                   if not o.success]  # fmt: skip
+        console.print(
+            f"{len(quality)} suites, {len(outcomes)} expectations, {len(failing)} failing"
+            + (f": {', '.join(failing)}" if failing else "")
+            + f"; Data Docs: {docs_index(str(home / 'quality'))}"
+        )
+        console.rule("[bold]8. what landed (DuckDB over Delta on S3)")
         _show(settings, console)
         return equal
     finally:

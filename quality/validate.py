@@ -175,4 +175,7 @@ def _name_row(row: Any, index: list[str], checked: str | None) -> str:
     if not isinstance(row, dict):
         return str(row)
     name = ",".join(f"{c}={row.get(c)}" for c in index) if index else json.dumps(row, default=str)
-    return f"{name}: {row[checked]}" if checked and checked in row and checked not in index else name
+    value = row.get(checked) if checked and checked not in index else None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return name  # a null is the failure itself: the key says it all
+    return f"{name}: {value}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from deltalake import DeltaTable
 from helpers import debezium, make_topic, read_table, send, unique, write_config
 
 from dagster_project.definitions import build
@@ -37,7 +38,14 @@ def test_definitions_load_and_jobs_resolve(tmp_path: Path) -> None:
     assert keys == {"bronze/customers", "bronze/domain_events", "silver/customers", "silver/customers_history"}
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"ingest_and_silver", "refresh_silver", "compact_lake", "vacuum_lake", "checkpoint_lake"} <= jobs
-    assert {s.name for s in defs.get_repository_def().sensor_defs} == {"bronze_versions", "run_failures"}
+    sensors = {s.name for s in defs.get_repository_def().sensor_defs}
+    assert sensors == {"bronze_versions", "run_failures", "run_recoveries"}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {
+        ("bronze/customers", "fresh_and_caught_up"), ("bronze/customers", "quality"),
+        ("bronze/domain_events", "fresh_and_caught_up"), ("bronze/domain_events", "quality"),
+        ("silver/customers", "quality"),
+    }  # fmt: skip
     env = {**os.environ, "LAKEPORT_CONFIG": str(config)}
     dagster = str(Path(sys.executable).parent / "dagster")
     done = subprocess.run(
@@ -77,8 +85,15 @@ def test_asset_graph_materializes_the_lake(local_stack: StackState, s3_lake: str
     assert sum(json.loads(json.dumps(materialized["bronze/customers"]["kafka_lag"].value)).values()) == 0
     assert materialized["silver/customers"]["rows"].value == 39
     assert materialized["silver/customers"]["changes"].value == 42
-    checks = {c.asset_key.to_user_string(): c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"bronze/customers": True, "bronze/domain_events": True}
+    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {
+        ("bronze/customers", "fresh_and_caught_up"): True, ("bronze/customers", "quality"): True,
+        ("bronze/domain_events", "fresh_and_caught_up"): True, ("bronze/domain_events", "quality"): True,
+        ("silver/customers", "quality"): True,
+    }  # fmt: skip
+    quality = read_table(f"{s3_lake}/ops/quality_results", local_stack).to_pylist()
+    assert {r["suite"] for r in quality} == {"bronze.customers", "bronze.domain_events", "silver.customers"}
+    assert all(r["success"] for r in quality)
 
     again = defs.resolve_job_def("ingest_and_silver").execute_in_process()  # nothing new: nothing changes
     assert again.success and read_table(f"{s3_lake}/silver/customers", local_stack).num_rows == 39
@@ -91,3 +106,32 @@ def test_asset_graph_materializes_the_lake(local_stack: StackState, s3_lake: str
     }
     assert observed["bronze/customers"]["files_after"].value <= observed["bronze/customers"]["files_before"].value
     assert read_table(f"{s3_lake}/bronze/customers", local_stack).num_rows == 42
+
+
+@pytest.mark.stack
+def test_error_severity_failure_blocks_silver(local_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
+    prefix = unique("dgq")
+    make_topic(local_stack, f"{prefix}.public.customers", 1)
+    rows = [{"id": 1, "email": "a@example.com"}, {"id": 2, "email": None}, {"id": 3, "email": "c@example.com"}]
+    send(local_stack, f"{prefix}.public.customers", [debezium("c", r, lsn=r["id"]) for r in rows])
+    rule = {"expect": "not_null", "column": "email", "layer": "bronze", "name": "email_present"}
+    tables = [{"name": "customers", "topics": [f"{prefix}.public.customers"], "format": "debezium-json",
+               "key": ["id"], "quality": [rule]}]  # fmt: skip
+    config = write_config(tmp_path / "lakeport.yaml", local_stack, tables=tables, lake_uri=s3_lake,
+                          ingest={"once_wait_seconds": 5})  # fmt: skip
+    result = build(str(config)).resolve_job_def("ingest_and_silver").execute_in_process(raise_on_error=False)
+
+    evaluations = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    failed = evaluations["bronze/customers", "quality"]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.metadata["failed"].value == {
+        "email_present": {
+            "severity": "error",
+            "unexpected": 1,
+            "sample_keys": [f"_topic={prefix}.public.customers,_partition=0,_offset=1"],
+        }
+    }
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"bronze/customers"}  # silver did not run on bad bronze data
+    assert read_table(f"{s3_lake}/bronze/customers", local_stack).num_rows == 3
+    assert not DeltaTable.is_deltatable(f"{s3_lake}/silver/customers", storage_options=local_stack.storage_options())

@@ -1,4 +1,5 @@
-"""Bad data sent through Kafka — a negative amount, an orphan order, duplicate and null event ids —
+"""Bad data sent through Kafka — a negative amount, an orphan order, duplicate and null event ids, a
+record that is not JSON —
 fails exactly the expectations it should, with the right counts and keys in ops.quality_results;
 a webhook receiver gets one alert per failure, none for repeats, and exactly one recovery per
 alert once the data is fixed."""
@@ -74,6 +75,7 @@ def test_bad_data_fails_exact_expectations_alerts_once_and_recovers(
     send(local_stack, f"{prefix}.public.orders",
          [_order(10, 1, 25.0), _order(11, 2, -3.5), _order(12, 99, 10.0), _order(13, 3, 7.0, "Shipped")])  # fmt: skip
     events = [_event(f"e{i}", i) for i in range(6)] + [_event("e2", 2), _event(None, 7)]  # e2 twice, one null
+    events.append(b'{"event_id": "e9", "truncated')  # not JSON: a dead letter
     send(local_stack, f"{prefix}_events", events)
 
     with WebhookReceiver() as hook:
@@ -93,11 +95,13 @@ def test_bad_data_fails_exact_expectations_alerts_once_and_recovers(
             ("silver.orders", "customer_exists"): 1,
             ("bronze.domain_events", "key_unique"): 2,
             ("bronze.domain_events", "key_not_null"): 1,
+            ("bronze.domain_events", "no_new_dead_letters"): 1,
         }
         by_name = {(r["suite"], r["expectation"]): r for r in results}
         assert json.loads(by_name["silver.orders", "total_not_negative"]["sample_keys"]) == ["id=11: -3.5"]
         assert json.loads(by_name["silver.orders", "customer_exists"]["sample_keys"]) == ["id=12: 99"]
-        assert by_name["bronze.domain_events", "rows_match_offsets"]["success"]  # 8 offsets, 8 rows
+        assert by_name["bronze.domain_events", "rows_match_offsets"]["success"]  # 9 offsets: 8 rows + 1 dead letter
+        assert by_name["bronze.domain_events", "rows_match_offsets"]["observed_value"] == "8"
         assert by_name["bronze.domain_events", "rows_match_offsets"]["rows_checked"] == 8
         assert by_name["silver.orders", "in_set_status"]["success"]
         assert by_name["silver.orders", "schema"]["success"]
@@ -122,7 +126,7 @@ def test_bad_data_fails_exact_expectations_alerts_once_and_recovers(
         assert {r.suite: len(r.errors) for r in again} == {"bronze.customers": 0, "silver.customers": 0,
                                                            "bronze.orders": 0, "silver.orders": 2,
                                                            "bronze.domain_events": 0}  # fmt: skip
-        assert len(hook.bodies) == 4
+        assert len(hook.bodies) == 5
 
         # 3. fix the data at the source: the order's amount, the missing customer, clean events
         repaired = {"id": 11, "customer_id": 2, "total": 3.5, "status": "Approved"}
@@ -132,18 +136,18 @@ def test_bad_data_fails_exact_expectations_alerts_once_and_recovers(
         _land(settings)
         fixed = check(settings)
         assert all(r.passed for r in fixed), [(r.suite, r.errors) for r in fixed]
-        recovered = [b["lakeport"] for b in hook.bodies[4:]]
+        recovered = [b["lakeport"] for b in hook.bodies[5:]]
         assert sorted(a["key"] for a in recovered) == sorted(a["key"] for a in firing)  # exactly one each
         assert all(
             a["status"] == "resolved" and "[RESOLVED]" in b["text"]
-            for a, b in zip(recovered, hook.bodies[4:], strict=True)
+            for a, b in zip(recovered, hook.bodies[5:], strict=True)
         )
 
         # 4. passing stays quiet
         check(settings)
-        assert len(hook.bodies) == 8
+        assert len(hook.bodies) == 10
     alerts = read_table(f"{s3_lake}/ops/alerts", local_stack).to_pylist()
-    assert sorted(r["status"] for r in alerts) == ["firing"] * 4 + ["resolved"] * 4
+    assert sorted(r["status"] for r in alerts) == ["firing"] * 5 + ["resolved"] * 5
     assert (tmp_path / "quality" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
 
 

@@ -40,6 +40,13 @@ def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobD
     return bronze_versions
 
 
+def _root_cause(error: object) -> str:
+    """The message of the exception the step raised (Dagster wraps it in its own)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause  # type: ignore[attr-defined]
+    return str(getattr(error, "message", "")).strip()
+
+
 def run_failure_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """A failed run pages (deduplicated per job); the job's next successful run sends the recovery."""
     from datetime import UTC, datetime
@@ -53,7 +60,9 @@ def run_failure_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     @dg.run_failure_sensor(description="a failed run sends an alert")
     def run_failures(context: RunFailureSensorContext) -> None:
         run = context.dagster_run
-        event = alert(run.job_name, context.failure_event.message or "", run.run_id)
+        steps = [f"{e.step_key}: {_root_cause(e.step_failure_data.error)}" for e in context.get_step_failure_events()]
+        detail = "\n".join([context.failure_event.message or "", *steps[:3]])
+        event = alert(run.job_name, detail, run.run_id)
         alerter_for(settings).evaluate(event, failing=True, now=datetime.now(UTC))
 
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, description="a job succeeding again: recovery")

@@ -98,3 +98,50 @@ def test_bad_alert_config_fails_naming_the_field(tmp_path: Path) -> None:
     path.write_text("tables:\n  - {name: t, topics: [t], quality: [{expect: references, column: x, table: nope}]}\n")
     with pytest.raises(ConfigError, match="unknown table 'nope'"):
         load_settings(path)
+
+
+def test_failed_dagster_run_pages_once_and_its_next_success_recovers(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from dagster_project.sensors import run_failure_sensors
+
+    path = tmp_path / "lakeport.yaml"
+    path.write_text(f"lake: {{uri: {tmp_path / 'lake'}}}\n")
+    settings = load_settings(path)
+    on_failure, on_success = run_failure_sensors(settings)
+    should_fail = {"now": True}
+
+    @dg.op
+    def land() -> None:
+        if should_fail["now"]:
+            raise RuntimeError("S3 said no")
+
+    @dg.job
+    def nightly() -> None:
+        land()
+
+    instance = dg.DagsterInstance.ephemeral()
+    alerts = tmp_path / "lake" / "ops" / "alerts"
+
+    def sent() -> list[dict[str, Any]]:
+        from deltalake import DeltaTable
+
+        return DeltaTable(str(alerts)).to_pyarrow_table().to_pylist() if alerts.exists() else []
+
+    for _ in range(2):  # two failures in a row: one page
+        failed = nightly.execute_in_process(instance=instance, raise_on_error=False)
+        event = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failures", dagster_instance=instance, dagster_run=failed.dagster_run, dagster_event=event
+        ).for_run_failure()
+        on_failure(context)
+    assert [(a["key"], a["status"]) for a in sent()] == [("run-failed:nightly", "firing")]
+    assert "S3 said no" in sent()[0]["text"]
+
+    should_fail["now"] = False
+    ok = nightly.execute_in_process(instance=instance)
+    success = next(e for e in ok.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    on_success(dg.build_run_status_sensor_context(
+        sensor_name="run_recoveries", dagster_instance=instance, dagster_run=ok.dagster_run, dagster_event=success
+    ))  # fmt: skip
+    assert sorted(a["status"] for a in sent()) == ["firing", "resolved"]

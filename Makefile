@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install e2e-deps lint fmt test test-fast demo demo-keep dagster bench clean dev-up dev-down
+.PHONY: install e2e-deps lint fmt test test-fast demo demo-keep notebooks dagster bench clean dev-up dev-down
 
 install: $(STAMP)  ## create .venv and install lakeport (editable) with test, demo and bench tools
 
@@ -37,6 +37,11 @@ demo: install  ## start the stack, produce e-commerce traffic, ingest it, show t
 
 demo-keep: install  ## the demo, leaving the stack up for `lakeport sql` (stop: make dev-down)
 	$(BIN)/lakeport demo run --keep
+
+notebooks: install  ## run the demo (stack left up), execute notebooks/ into .lakeport/notebooks, stop the stack
+	$(BIN)/lakeport demo run --keep
+	$(BIN)/python -m lakeport.notebooks --config lakeport.yaml --out .lakeport/notebooks; rc=$$?; \
+	$(BIN)/lakeport dev down; exit $$rc
 
 dagster: dev-up  ## the Dagster UI, daemon and code server on http://127.0.0.1:3000 over the local stack
 	$(BIN)/lakeport dagster

@@ -113,3 +113,31 @@ def _history_asset(name: str) -> dg.AssetsDefinition:
         )
 
     return history
+
+
+def gold_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["gold", name])
+
+
+def gold_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """One asset per SQL model in lake/models/ whose inputs the config has, downstream of them."""
+    from lake.gold import models
+
+    return [_gold_asset(m.name, m.description, m.inputs) for m in models(settings)]
+
+
+def _gold_asset(name: str, description: str, inputs: tuple[tuple[str, str], ...]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=gold_key(name),
+        deps=[dg.AssetKey([layer, table]) for layer, table in inputs],
+        group_name="gold",
+        kinds={"duckdb", "delta"},
+        description=f"{description} (lake/models/{name}.sql, full refresh)",
+    )
+    def model(lake: LakeResource) -> dg.MaterializeResult:
+        (result,) = lake.refresh_gold(name)
+        return dg.MaterializeResult(
+            metadata={**_facts_metadata(lake.table_facts("gold", name)), "rows": result.rows, "seconds": result.seconds}
+        )
+
+    return model

@@ -8,7 +8,7 @@ import json
 
 import dagster as dg
 
-from dagster_project.assets import bronze_key, silver_key
+from dagster_project.assets import bronze_key, gold_key, silver_key
 from dagster_project.resources import KafkaResource, LakeResource
 from lakeport.config import Settings
 from quality.alerts import Alert
@@ -58,7 +58,7 @@ def _freshness(name: str, limit_minutes: float, lag_limit: int) -> dg.AssetCheck
 
 
 def _quality(suite: Suite) -> dg.AssetChecksDefinition:
-    key = bronze_key(suite.table) if suite.layer == "bronze" else silver_key(suite.table)
+    key = {"bronze": bronze_key, "silver": silver_key, "gold": gold_key}[suite.layer](suite.table)
     rules = ", ".join(r.label for r in suite.rules)
 
     @dg.asset_check(

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from dagster_project.assets import bronze_assets, silver_assets
+from dagster_project.assets import bronze_assets, gold_assets, silver_assets
 from dagster_project.checks import freshness_checks, quality_checks
 from dagster_project.maintenance import maintenance_jobs
 from dagster_project.resources import KafkaResource, LakeResource
@@ -22,8 +22,10 @@ def build(config_path: str | None = None) -> dg.Definitions:
     settings = load_settings(config_path)
     orch = settings.orchestration
     path = config_path or ""
-    ingest_job = dg.define_asset_job("ingest_and_silver", selection=dg.AssetSelection.groups("bronze", "silver"))
-    silver_job = dg.define_asset_job("refresh_silver", selection=dg.AssetSelection.groups("silver"))
+    ingest_job = dg.define_asset_job(
+        "ingest_and_silver", selection=dg.AssetSelection.groups("bronze", "silver", "gold")
+    )
+    silver_job = dg.define_asset_job("refresh_silver", selection=dg.AssetSelection.groups("silver", "gold"))
     maintenance = maintenance_jobs(settings)
     by_name = {job.name: job for job in maintenance}
     schedules = [
@@ -34,7 +36,7 @@ def build(config_path: str | None = None) -> dg.Definitions:
     if orch.bronze_mode == "materialize":
         schedules.append(dg.ScheduleDefinition(job=ingest_job, cron_schedule=orch.ingest_cron))
     return dg.Definitions(
-        assets=[*bronze_assets(settings), *silver_assets(settings)],
+        assets=[*bronze_assets(settings), *silver_assets(settings), *gold_assets(settings)],
         asset_checks=[*freshness_checks(settings), *quality_checks(settings)],
         jobs=[ingest_job, silver_job, *maintenance],
         schedules=schedules,

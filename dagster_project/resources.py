@@ -56,6 +56,11 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             source_key=t.source_key,
         )
 
+    def refresh_gold(self, name: str) -> Any:
+        from lake.gold import refresh_gold
+
+        return refresh_gold(self.settings(), model=name)
+
     def table_facts(self, layer: str, name: str) -> dict[str, Any]:
         """Delta version, files, bytes and rows of a table (``exists: False`` if it does not)."""
         from lake.silver import open_table

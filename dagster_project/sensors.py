@@ -7,8 +7,9 @@ import json
 import dagster as dg
 from dagster import RunFailureSensorContext, SensorEvaluationContext
 
-from dagster_project.assets import bronze_key, silver_key
+from dagster_project.assets import bronze_key, gold_key, silver_key
 from dagster_project.resources import LakeResource
+from lake.gold import models
 from lake.refresh import cdc_tables
 from lakeport.config import Settings
 from quality.alerts import Alert
@@ -18,6 +19,9 @@ def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobD
     observe = settings.orchestration.bronze_mode == "observe"
     downstream = {t.name: [silver_key(t.name)] + ([silver_key(f"{t.name}_history")] if t.history else [])
                   for t in cdc_tables(settings)}  # fmt: skip
+    for m in models(settings):  # a gold model is downstream of every table it reads
+        for _, table in m.inputs:
+            downstream.setdefault(table, []).append(gold_key(m.name))
 
     @dg.sensor(job=silver_job, minimum_interval_seconds=30, description="bronze version moved → refresh its silver")
     def bronze_versions(context: SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
@@ -33,7 +37,7 @@ def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobD
             if observe:  # filled by a long-running `lakeport ingest`: record it as the asset's materialization
                 metadata = {k: facts[k] for k in ("version", "files", "bytes", "rows")}
                 events.append(dg.AssetMaterialization(asset_key=bronze_key(t.name), metadata=metadata))
-        keys = [k for name in moved for k in downstream.get(name, [])]
+        keys = list(dict.fromkeys(k for name in moved for k in downstream.get(name, [])))
         runs = [dg.RunRequest(run_key=f"silver-{context.cursor}-{len(seen)}-{sorted(moved)}", asset_selection=keys)]
         return dg.SensorResult(run_requests=runs if keys else [], asset_events=events, cursor=json.dumps(seen))
 

@@ -1,7 +1,7 @@
-"""The lake: table locations and DuckDB over the Delta tables."""
+"""The lake: table locations, DuckDB over the Delta tables, time travel, gold models."""
 
 from __future__ import annotations
 
-from lake.query import connect
+from lake.query import as_of, at_version, connect, history
 
-__all__ = ["connect"]
+__all__ = ["as_of", "at_version", "connect", "history"]

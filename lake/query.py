@@ -8,6 +8,8 @@ is downloaded at run time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -64,8 +66,31 @@ def attach_view(con: duckdb.DuckDBPyConnection, layer: str, name: str, uri: str,
     con.execute(f'CREATE OR REPLACE VIEW "{layer}"."{name}" AS SELECT * FROM {scan}')
 
 
-def connect(settings: Settings | None = None, *, config: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view per existing lake table (``bronze.orders`` …)."""
+def lake_tables(settings: Settings) -> list[tuple[str, str]]:
+    """Every (layer, name) the configuration can have in the lake, existing or not."""
+    from lake.gold import models
+
+    wanted = [("bronze", t.name) for t in settings.tables] + [("ops", n) for n in OPS_TABLES]
+    cdc = [t for t in settings.tables if t.key and t.format == "debezium-json"]
+    wanted += [("silver", t.name) for t in cdc] + [("silver", f"{t.name}_history") for t in cdc if t.history]
+    wanted += [("ops", f"{t.name}_key_map") for t in cdc if t.source_key]
+    wanted += [("gold", m.name) for m in models(settings)]
+    return wanted
+
+
+def connect(
+    settings: Settings | None = None,
+    *,
+    config: str | Path | None = None,
+    as_of: datetime | None = None,
+    versions: Mapping[str, int] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view per existing lake table (``bronze.orders``, ``gold.customer_360`` …).
+
+    ``as_of`` shows every table as it was at that time (tables younger than that are left out);
+    ``versions`` pins single tables to a Delta version (``{"silver.orders": 12}``). The table
+    ``lakeport.tables`` lists what is attached: layer, name, location, version shown.
+    """
     if settings is None:
         from lakeport.config import load_settings
 
@@ -73,16 +98,80 @@ def connect(settings: Settings | None = None, *, config: str | Path | None = Non
     con = duckdb.connect()
     for module in ("duckdb_extension_httpfs", "duckdb_extension_delta"):
         con.execute(f"LOAD {_quote(str(_extension(module)))}")
+    con.execute("SET TimeZone = 'UTC'")
     if not settings.lake.is_local:
         _s3_secret(con, settings.lake)
-    for layer in LAYERS:
+    for layer in (*LAYERS, "lakeport"):
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-    wanted = [("bronze", t.name) for t in settings.tables] + [("ops", n) for n in OPS_TABLES]
-    cdc = [t for t in settings.tables if t.key and t.format == "debezium-json"]
-    wanted += [("silver", t.name) for t in cdc] + [("silver", f"{t.name}_history") for t in cdc if t.history]
-    wanted += [("ops", f"{t.name}_key_map") for t in cdc if t.source_key]
-    for layer, name in wanted:
+    con.execute("CREATE TABLE lakeport.tables (layer VARCHAR, name VARCHAR, uri VARCHAR, version BIGINT)")
+    pins = dict(versions or {})
+    unknown = set(pins) - {f"{layer}.{name}" for layer, name in lake_tables(settings)}
+    if unknown:
+        raise ValueError(f"unknown table(s) to pin: {', '.join(sorted(unknown))}")
+    _REGISTRY[id(con)] = settings
+    for layer, name in lake_tables(settings):
         uri = settings.lake.table_uri(layer, name)
-        if table_exists(uri, settings.lake):
-            attach_view(con, layer, name, uri)
+        version = pins.get(f"{layer}.{name}")
+        if version is None and as_of is not None:
+            version = version_at(uri, as_of, settings.lake)
+            if version is None:
+                continue
+        elif not table_exists(uri, settings.lake):
+            continue
+        attach_view(con, layer, name, uri, version=version)
+        con.execute("INSERT INTO lakeport.tables VALUES (?, ?, ?, ?)", [layer, name, uri, version])
     return con
+
+
+_REGISTRY: dict[int, Settings] = {}
+
+
+def version_at(uri: str, when: datetime, lake: LakeSettings) -> int | None:
+    """The Delta version of the table at ``uri`` current at ``when`` (None: it did not exist yet)."""
+    if not table_exists(uri, lake):
+        return None
+    table = DeltaTable(uri, storage_options=lake.to_object_store() or None)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    for entry in table.history():  # newest first
+        stamp = datetime.fromtimestamp(entry["timestamp"] / 1000, tz=UTC)
+        if stamp <= when:
+            return int(entry["version"])
+    return None
+
+
+def at_version(con: duckdb.DuckDBPyConnection, table: str, version: int) -> str:
+    """Attach ``table`` (``layer.name``) as it was at Delta ``version``; returns the view's name
+    (``silver.orders_v12``), queryable next to the current ``silver.orders``."""
+    layer, name = table.split(".", 1)
+    row = con.execute("SELECT uri FROM lakeport.tables WHERE layer = ? AND name = ?", [layer, name]).fetchone()
+    if row is None:
+        raise ValueError(f"no table {table} in this connection")
+    view = f"{name}_v{int(version)}"
+    attach_view(con, layer, view, row[0], version=version)
+    return f"{layer}.{view}"
+
+
+def as_of(con: duckdb.DuckDBPyConnection, table: str, when: datetime) -> str:
+    """Attach ``table`` as it was at time ``when`` (the version then current); returns the view's name."""
+    settings = _REGISTRY[id(con)]
+    layer, name = table.split(".", 1)
+    version = version_at(settings.lake.table_uri(layer, name), when, settings.lake)
+    if version is None:
+        raise ValueError(f"{table} did not exist at {when.isoformat()}")
+    return at_version(con, table, version)
+
+
+def history(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
+    """The Delta versions of ``table`` (``layer.name``), newest first: version, timestamp, operation, metrics."""
+    settings = _REGISTRY[id(con)]
+    layer, name = table.split(".", 1)
+    found = DeltaTable(settings.lake.table_uri(layer, name), storage_options=settings.lake.to_object_store() or None)
+    return [
+        {
+            "version": e.get("version"),
+            "timestamp": datetime.fromtimestamp(int(e.get("timestamp", 0)) / 1000, tz=UTC),
+            "operation": e.get("operation"),
+            "metrics": e.get("operationMetrics", {}),
+        }
+        for e in found.history()
+    ]

@@ -279,26 +279,70 @@ def check(
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
 
 
-@app.command()
-def sql(
-    query: Annotated[str, typer.Argument(help="SQL; tables are bronze.<name>, ops.dead_letters")],
-    config: ConfigOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv")] = "table",
-) -> None:
-    """Run SQL with DuckDB over the lake."""
-    import duckdb
+AtVersionOpt = Annotated[
+    list[str] | None, typer.Option("--at-version", help="TABLE=VERSION, e.g. silver.orders=12 (repeatable)")
+]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="every table as of this time (ISO 8601, UTC if no zone)")]
+
+
+def _lake(config: Path | None, at_version: list[str] | None, as_of: str | None) -> Any:
+    """A DuckDB connection over the lake, time-travelled as asked; bad options exit 2 naming them."""
+    from datetime import datetime
 
     from lake import connect
 
+    try:
+        pins = {t: int(v) for t, _, v in (p.partition("=") for p in at_version or [])}
+        when = datetime.fromisoformat(as_of) if as_of else None
+        return connect(settings_from(config), versions=pins, as_of=when)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --at-version/--as-of: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def sql(
+    query: Annotated[str | None, typer.Argument(help="SQL over bronze.*, silver.*, gold.*, ops.*")] = None,
+    config: ConfigOpt = None,
+    file: Annotated[Path | None, typer.Option("--file", "-F", help="read the query from this file")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv")] = "table",
+    at_version: AtVersionOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Run SQL with DuckDB over the lake (optionally as it was at a version or a time)."""
+    import duckdb
+
     if fmt not in ("table", "json", "csv"):
         raise typer.BadParameter("--format must be one of table, json, csv")
-    con = connect(settings_from(config))
+    if (query is None) == (file is None):
+        raise typer.BadParameter("give a query or --file, not both")
+    con = _lake(config, at_version, as_of)
     try:
-        cursor = con.execute(query)
+        cursor = con.execute(file.read_text() if file else query)
     except duckdb.Error as exc:
         err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
         raise typer.Exit(1) from None
     _print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
+
+
+@app.command()
+def shell(config: ConfigOpt = None, at_version: AtVersionOpt = None, as_of: AsOfOpt = None) -> None:
+    """An interactive SQL prompt over the lake: end statements with ';', `.tables` lists, `.quit` leaves."""
+    from lakeport.shell import repl
+
+    repl(_lake(config, at_version, as_of), out=out, err=err, interactive=sys.stdin.isatty())
+
+
+@app.command()
+def gold(
+    config: ConfigOpt = None,
+    model: Annotated[str | None, typer.Option(help="only this model (lake/models/<model>.sql)")] = None,
+) -> None:
+    """Rebuild the gold tables from their SQL models (full refresh, one Delta commit each)."""
+    from lake.gold import refresh_gold
+
+    for r in refresh_gold(settings_from(config), model=model):
+        out.print(f"gold.{r.model:<16} version {r.version:>4}  {r.rows:>9,} rows  {r.files} files  {r.seconds:.2f}s")
 
 
 @app.command()

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from lakeport.config_gold import GoldSettings
 from lakeport.config_quality import AlertSettings, QualityRule, QualitySettings
 
 DEFAULT_CONFIG_NAME = "lakeport.yaml"
@@ -237,6 +238,7 @@ class Settings(BaseSettings):
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    gold: GoldSettings = Field(default_factory=GoldSettings)
 
     @model_validator(mode="after")
     def _unique_routes(self) -> Settings:

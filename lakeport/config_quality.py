@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-Expect = Literal["not_null", "unique", "between", "in_set", "references", "columns", "row_count"]
+Expect = Literal["not_null", "unique", "between", "in_set", "references", "columns", "row_count", "total"]
 ARROW_KINDS = ("string", "integer", "float", "decimal", "boolean", "timestamp", "date", "binary", "any")
 
 
@@ -30,7 +30,8 @@ class QualityRule(_Section):
     values: list[Any] = Field(default_factory=list)
     table: str | None = None
     key: str | None = None
-    layer: Literal["bronze", "silver"] | None = None
+    query: str | None = Field(None, description="total: SQL over the lake giving the expected sum of 'column'")
+    layer: Literal["bronze", "silver", "gold"] | None = None
     severity: Literal["warn", "error"] = "error"
     name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="default: derived")
 
@@ -41,6 +42,7 @@ class QualityRule(_Section):
             "in_set": ["column", "values"],
             "references": ["column", "table"],
             "columns": ["types"],
+            "total": ["column", "query"],
         }
         missing = [f for f in needs.get(self.expect, []) if not getattr(self, f)]
         if self.expect in ("not_null", "unique") and not (self.column or self.columns):

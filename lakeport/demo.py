@@ -8,6 +8,7 @@ envelopes) → Kafka → ``lakeport ingest`` (bronze) → ``lakeport silver`` (c
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.table import Table
 from capture.publisher import Publisher
 from ingestion.worker import Worker
 from lake import connect
+from lake.gold import models, refresh_gold
 from lake.reconcile import reconcile
 from lake.refresh import refresh_silver
 from lakeport import stack
@@ -37,36 +39,55 @@ def run(settings: Settings, *, home: Path, transactions: int, keep: bool, consol
     try:
         source = settings.source(None).model_copy(update={"state_dir": str(home / "capture")})
         conn = source.postgres.to_libpq()
-        console.rule("[bold]2. e-commerce transactions in PostgreSQL, captured from a new replication slot")
+        console.rule("[bold]2-5. transactions in PostgreSQL → capture → ingest (bronze) → silver, in two rounds")
         apply_schema(conn)
         publisher = Publisher(source, settings.kafka)
         publisher.prepare()  # the slot (and snapshot) first: every later change and outbox event is streamed
-        stats = run_workload(conn, transactions=transactions, seed=7)
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
-        console.print(f"ran {stats.transactions:,} transactions in {stats.seconds:.1f}s ({kinds})")
-        console.rule("[bold]3. lakeport capture --once (pgoutput → Debezium change events + outbox events)")
-        captured = publisher.stream(once=True)
+        kinds: Counter[str] = Counter()
+        tot: Counter[str] = Counter()  # totals over the rounds
+        topics: set[str] = set()
+        # Two rounds, so every table has an older Delta version to travel back to.
+        for round_no, (n, seed) in enumerate([(transactions // 2, 7), (transactions - transactions // 2, 8)], 1):
+            stats = run_workload(conn, transactions=n, seed=seed)
+            captured = publisher.stream(once=True)  # lakeport capture --once (its counts add up over calls)
+            t0 = time.monotonic()
+            landed = Worker(settings, once=True).run()  # lakeport ingest --once
+            ingest_ms = int((time.monotonic() - t0) * 1000)
+            results = refresh_silver(settings)  # lakeport silver
+            applied = sum(r["changes"] for r in results if r["kind"] == "current")
+            console.print(
+                f"round {round_no}: {stats.transactions:,} transactions → "
+                f"{captured.changes + captured.outbox_events - tot['changes'] - tot['events']:,} Kafka events → "
+                f"{landed.rows:,} bronze rows → "
+                f"{applied:,} silver changes"
+            )
+            kinds.update(stats.by_kind)
+            topics |= set(captured.topics)
+            tot.update(done=stats.transactions, ms=int(stats.seconds * 1000), rows=landed.rows, applied=applied)
+            tot.update(snapshot=captured.snapshot_rows - tot["snapshot"], changes=captured.changes - tot["changes"])
+            tot.update(events=captured.outbox_events - tot["events"])
+            tot.update(commits=landed.commits, letters=landed.dead_letters, ingest_ms=ingest_ms)
+        kind_text = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        console.print(f"ran {tot['done']:,} transactions in {tot['ms'] / 1000:.1f}s ({kind_text})")
         console.print(
-            f"published {captured.snapshot_rows:,} snapshot rows, {captured.changes:,} changes and "
-            f"{captured.outbox_events:,} domain events to {len(captured.topics)} topics"
+            f"published {tot['snapshot']:,} snapshot rows, {tot['changes']:,} changes and "
+            f"{tot['events']:,} domain events to {len(topics)} topics"
         )
-        console.rule("[bold]4. lakeport ingest --once (Kafka → bronze Delta tables on S3)")
-        t0 = time.monotonic()
-        landed = Worker(settings, once=True).run()
         console.print(
-            f"landed {landed.rows:,} rows in {landed.commits} Delta commits, "
-            f"{landed.dead_letters} dead letters, {time.monotonic() - t0:.1f}s"
+            f"landed {tot['rows']:,} rows in {tot['commits']} Delta commits, {tot['letters']} dead letters, "
+            f"{tot['ingest_ms'] / 1000:.1f}s"
         )
-        console.rule("[bold]5. lakeport silver (current state by MERGE, SCD2 history)")
-        results = refresh_silver(settings)
-        console.print(f"applied {sum(r['changes'] for r in results if r['kind'] == 'current'):,} changes")
-        console.rule("[bold]6. lakeport reconcile (silver vs PostgreSQL, row by row)")
+        console.print(f"applied {tot['applied']:,} changes")
+        console.rule("[bold]6. lakeport gold (SQL models in lake/models → gold Delta tables)")
+        for g in refresh_gold(settings):
+            console.print(f"  gold.{g.model:<15} {g.rows:>6,} rows  ({g.seconds:.2f}s)")
+        console.rule("[bold]7. lakeport reconcile (silver vs PostgreSQL, row by row)")
         reports = reconcile(settings)
         equal = all(r.ok for r in reports)
         for r in reports:
             mark = "[green]equal[/green]" if r.ok else "[red]DIFFERENT[/red]"
             console.print(f"  silver.{r.table:<12} {r.lake_rows:>6,} rows  vs  {r.source_table:<20} {mark}")
-        console.rule("[bold]7. lakeport check (Great Expectations suites → ops.quality_results)")
+        console.rule("[bold]8. lakeport check (Great Expectations suites → ops.quality_results)")
         quality = check(settings.model_copy(update={"quality": settings.quality.model_copy(
             update={"docs_dir": str(home / "quality")})}))  # fmt: skip
         outcomes = [o for r in quality for o in r.outcomes]
@@ -77,7 +98,7 @@ def run(settings: Settings, *, home: Path, transactions: int, keep: bool, consol
             + (f": {', '.join(failing)}" if failing else "")
             + f"; Data Docs: {docs_index(str(home / 'quality'))}"
         )
-        console.rule("[bold]8. what landed (DuckDB over Delta on S3)")
+        console.rule("[bold]9. what landed (DuckDB over Delta on S3)")
         _show(settings, console)
         return equal
     finally:
@@ -98,6 +119,11 @@ QUERIES = [
         "SELECT event_type, _topic, count(*) AS events FROM bronze.domain_events GROUP BY ALL ORDER BY events DESC",
     ),
     (
+        "best customers (gold.customer_360)",
+        "SELECT customer_id, full_name, city, orders, lifetime_value, open_shipments FROM gold.customer_360 "
+        "ORDER BY lifetime_value DESC LIMIT 5",
+    ),
+    (
         "a customer's address history (silver.addresses_history, SCD2)",
         "SELECT customer_id, city, valid_from, valid_to, is_current FROM silver.addresses_history "
         "WHERE customer_id = (SELECT customer_id FROM silver.addresses_history GROUP BY 1 "
@@ -110,6 +136,7 @@ def _show(settings: Settings, console: Console) -> None:
     con = connect(settings)
     counts = Table("table", "rows", title="tables")
     names = [f"{layer}.{t.name}" for t in settings.tables for layer in ("bronze", "silver")] + ["ops.dead_letters"]
+    names += [f"gold.{m.name}" for m in models(settings)]
     for name in names:
         try:
             counts.add_row(name, f"{con.execute(f'SELECT count(*) FROM {name}').fetchone()[0]:,}")  # type: ignore[index]

@@ -72,8 +72,13 @@ def check(
 
 
 def _context(settings: Settings, suite: Suite, snap: snapshot.Snapshot) -> Context:
-    opts, refs, dups = settings.lake.to_object_store(), {}, {}
+    opts, refs, dups, totals = settings.lake.to_object_store(), {}, {}, {}
     for rule in suite.rules:
+        if rule.expect == "total" and rule.query:
+            from lake.query import connect
+
+            row = connect(settings).execute(rule.query).fetchone()
+            totals[rule.label] = None if row is None or row[0] is None else float(row[0])
         if rule.expect == "references":
             try:
                 column = referenced_key(settings, rule)
@@ -90,7 +95,7 @@ def _context(settings: Settings, suite: Suite, snap: snapshot.Snapshot) -> Conte
             counts = pc.value_counts(keys.drop_null())
             dups[rule.label] = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     q = settings.quality
-    return Context(refs, dups, tolerance=q.row_count_tolerance, sample_size=q.sample_keys)
+    return Context(refs, dups, totals, tolerance=q.row_count_tolerance, sample_size=q.sample_keys)
 
 
 def _snapshot(settings: Settings, suite: Suite) -> snapshot.Snapshot | None:

@@ -77,6 +77,22 @@ def suites_for(settings: Settings, *, table: str | None = None, layer: Layer | N
                 continue
             index = tuple(silver_key(t.key, t.source_key)) if lay == "silver" else tuple(BRONZE_INDEX)
             out.append(Suite(lay, t.name, tuple(rules), index, incremental=lay == "bronze"))
+    if layer in (None, "gold"):
+        out += [s for s in gold_suites(settings) if table is None or s.table == table]
+    return out
+
+
+def gold_suites(settings: Settings) -> list[Suite]:
+    """Each gold model's key is not null and unique; each ``-- total:`` line matches silver."""
+    from lake.gold import models
+
+    out = []
+    for m in models(settings):
+        rules = [QualityRule(expect="not_null", columns=list(m.key), name="key_not_null"),
+                 QualityRule(expect="unique", columns=list(m.key), name="key_unique")] if m.key else []  # fmt: skip
+        rules += [QualityRule(expect="total", column=c, query=q, name=f"total_{c}_matches") for c, q in m.totals]
+        if rules:
+            out.append(Suite("gold", m.name, tuple(rules), m.key, incremental=False))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -44,6 +44,7 @@ class Context:
 
     references: Mapping[str, pa.Array]  # rule label -> keys of the referenced table
     duplicates: Mapping[str, pa.Array]  # rule label -> keys seen more than once in the whole table
+    totals: Mapping[str, float | None] = field(default_factory=dict)  # rule label -> expected sum
     tolerance: float = 0.0
     sample_size: int = 5
 
@@ -117,6 +118,17 @@ def _schema(rule: QualityRule, schema: pa.Schema) -> Outcome:
                    len(wrong), len(rule.types), tuple(f"{c}: {k}" for c, k in wrong.items()))  # fmt: skip
 
 
+def _total(rule: QualityRule, rows: pa.Table, expected: float | None) -> Outcome:
+    """sum(column) equals what ``rule.query`` computes from the layers below (to a cent in a million)."""
+    column = rule.column or ""
+    actual = pc.sum(pc.cast(rows[column], pa.float64())).as_py() if column in rows.column_names else None
+    actual, want = float(actual or 0), float(expected or 0)
+    ok = column in rows.column_names and abs(actual - want) <= max(1e-9 * abs(want), 0.005)
+    observed = json.dumps({"sum": actual, "expected": want})
+    return Outcome(rule.label, "expect_column_sum_to_match_query", rule.severity, ok, column, observed,
+                   0 if ok else 1, rows.num_rows, ())  # fmt: skip
+
+
 def _dead_letters(snap: Snapshot, sample: int) -> Outcome:
     letters = snap.dead_letters if snap.dead_letters is not None else pa.table({"_offset": pa.array([], pa.int64())})
     keys: tuple[str, ...] = ()
@@ -135,6 +147,9 @@ def run_suite(suite: Suite, snap: Snapshot, ctx: Context, *, docs_dir: str) -> l
     for rule in suite.rules:
         if rule.expect == "columns":
             outcomes.append(_schema(rule, rows.schema))
+            continue
+        if rule.expect == "total":
+            outcomes.append(_total(rule, rows, ctx.totals.get(rule.label)))
             continue
         derived = _derive(rows, rule, ctx)
         if derived is not None:

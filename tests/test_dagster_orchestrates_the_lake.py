@@ -27,8 +27,9 @@ def config_for(tmp_path: Path, state: StackState | None, lake: str, prefix: str)
         {"name": "domain_events", "topics": [f"{prefix}_events"], "format": "json", "key": ["event_id"]},
     ]  # fmt: skip
     return write_config(
-        tmp_path / "lakeport.yaml", state, tables=tables, lake_uri=lake, ingest={"once_wait_seconds": 5}
-    )
+        tmp_path / "lakeport.yaml", state, tables=tables, lake_uri=lake, ingest={"once_wait_seconds": 5},
+        extra={"gold": {"models": []}},  # these test events are not the shop's: no order_timeline
+    )  # fmt: skip
 
 
 def test_definitions_load_and_jobs_resolve(tmp_path: Path) -> None:
@@ -38,6 +39,11 @@ def test_definitions_load_and_jobs_resolve(tmp_path: Path) -> None:
     assert keys == {"bronze/customers", "bronze/domain_events", "silver/customers", "silver/customers_history"}
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"ingest_and_silver", "refresh_silver", "compact_lake", "vacuum_lake", "checkpoint_lake"} <= jobs
+    shop = build(str(ROOT / "lakeport.yaml")).resolve_asset_graph()  # the demo config: gold models too
+    gold = {k.to_user_string() for k in shop.get_all_asset_keys() if k.path[0] == "gold"}
+    assert gold == {"gold/customer_360", "gold/daily_sales", "gold/order_timeline", "gold/sale_product"}
+    assert {k.to_user_string() for k in shop.get(dg.AssetKey(["gold", "customer_360"])).parent_keys} == {
+        "silver/customers", "silver/addresses", "silver/orders", "silver/shipments"}  # fmt: skip
     sensors = {s.name for s in defs.get_repository_def().sensor_defs}
     assert sensors == {"bronze_versions", "run_failures", "run_recoveries"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}

@@ -52,10 +52,11 @@ dev-up: install
 dev-down: install
 	$(BIN)/lakeport dev down
 
-bench: install  ## raw consume vs naive loop vs lakeport ingest; silver MERGE; into bench/results.json
+bench: install  ## ingest (raw vs naive vs lakeport), silver MERGE, compaction, gold and analyst queries; into bench/results.json
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_silver.py
 	$(BIN)/python benchmarks/bench_compaction.py
+	$(BIN)/python benchmarks/bench_gold.py
 
 clean:
 	rm -rf .lakeport bench/results.json .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,10 @@ from ingestion.records import Batch, DeadLetter, Decoded
 META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_ingested_at")
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
+# Values nesting deeper than this never reach the parser: pyarrow's JSON reader crashes the
+# process (stack overflow) somewhere past 6,000 levels. The configured max_nesting_depth (<= this)
+# is enforced on the parsed types, in ``guard``.
+RAW_DEPTH_LIMIT = 512
 _TOMBSTONE = "__lakeport_tombstone"
 Parser = Callable[[list[bytes], pa.StructType | None, bytes | None], tuple[pa.Table, pa.StructType]]
 
@@ -217,7 +221,39 @@ def _validate(values: list[bytes | None], options: DecodeOptions, bad: dict[int,
                 bad[i] = "empty value"
             else:
                 todo.append(i)
+    if not lengths or max(lengths) > 2 * RAW_DEPTH_LIMIT:  # only long values can nest that deep
+        deep = {i for i in todo if json_depth(values[i] or b"", RAW_DEPTH_LIMIT) > RAW_DEPTH_LIMIT}
+        for i in deep:
+            bad[i] = f"nesting depth exceeds {RAW_DEPTH_LIMIT} (max_nesting_depth is checked after parsing)"
+        todo = [i for i in todo if i not in deep]
     return todo, tombstones
+
+
+def json_depth(value: bytes, limit: int) -> int:
+    """Nesting depth of a JSON text (brackets outside strings), counted up to ``limit + 1``. Cheap
+    when brackets are few: a value with at most ``limit`` of them is never scanned."""
+    if value.count(b"{") + value.count(b"[") <= limit:
+        return 0
+    deep = level = 0
+    in_string = escaped = False
+    for byte in value:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            level += 1
+            if level > limit:
+                return level
+            deep = max(deep, level)
+        elif byte in (0x7D, 0x5D):
+            level -= 1
+    return deep
 
 
 def _utf8(values: list[bytes | None], todo: list[int], bad: dict[int, str]) -> list[int]:

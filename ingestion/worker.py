@@ -1,9 +1,10 @@
-"""The ingest loop: poll → decode → buffer → write+commit.
+"""The ingest loop: poll → decode → guard → buffer → write+commit.
 
 Commit order for one batch (the only place it is written down):
 
 1. Decode records as they are polled (in the loop's thread, while the writer thread commits the
-   previous batch); bad records become dead-letter rows. Buffer until a flush is due.
+   previous batch) and guard them (input limits, column rules); bad records become dead-letter
+   rows. Buffer until a flush is due.
 2. Re-read both Delta logs. Rows and dead letters at or below the offsets recorded there (app
    transactions) were landed already — by a previous life of this worker or by another one — and
    are dropped, which makes every step below idempotent.
@@ -37,6 +38,7 @@ from ingestion import dead_letters, offsets
 from ingestion.batch import Buffer, FlushPolicy, group
 from ingestion.decode import DecodeOptions, decode
 from ingestion.errors import TerminalError, TransientError
+from ingestion.guard import GuardOptions, guard
 from ingestion.metrics import Metrics
 from ingestion.records import Batch, CommitResult, DeadLetter, Decoded, RawMessage
 from ingestion.source import TP, KafkaSource
@@ -183,10 +185,22 @@ class Worker:
             known = earlier if known is None else pa.unify_schemas([known, earlier], promote_options="permissive")
         ing = self.settings.ingest
         decoded = decode(batch, options=DecodeOptions(batch.format, known, ing.max_message_bytes, ing.tombstones))
+        decoded = guard(batch, decoded, options=self._guard_options(batch.table, known))
         if decoded.rows.num_columns:
             merged = [known, decoded.rows.schema] if known is not None else [decoded.rows.schema]
             self._schemas[batch.table] = pa.unify_schemas(merged, promote_options="permissive")
         return decoded
+
+    def _guard_options(self, table: str, known: pa.Schema | None) -> GuardOptions:
+        ing, sec = self.settings.ingest, self.settings.security
+        return GuardOptions(
+            rules=tuple(self.settings.table(table).column_rules),
+            salt=sec.hash_salt.get_secret_value().encode(),
+            max_nesting_depth=ing.max_nesting_depth,
+            max_new_columns=ing.max_new_columns_per_batch,
+            known_columns=frozenset(known.names) if known is not None else None,
+            keep_raw_dead_letters=sec.keep_raw_dead_letters,
+        )
 
     def _collect(self, *, wait: bool) -> None:
         pending = self._pending

@@ -99,7 +99,8 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
     report = TableReport(table.name, source.name, qualified)
     with conn.cursor() as cur:
         cur.execute(_COLUMNS, (schema, name))
-        columns: list[tuple[str, str]] = [(r[0], r[1]) for r in cur.fetchall()]
+        protected = {r.column for r in table.column_rules if r.column not in table.key}  # not in clear in the lake
+        columns: list[tuple[str, str]] = [(r[0], r[1]) for r in cur.fetchall() if r[0] not in protected]
     col_list = ", ".join(f'"{c}"' for c, _ in columns)
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(f'SELECT {col_list} FROM "{schema}"."{name}"')

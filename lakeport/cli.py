@@ -51,7 +51,7 @@ def settings_from(config: Path | None) -> Settings:
         for v in [*settings.kafka.properties.values(), *settings.lake.storage_options.values()]
         if hasattr(v, "get_secret_value")
     ] + [s.postgres.password.get_secret_value() for s in settings.sources]
-    secrets += settings.alerts.secrets()
+    secrets += [*settings.alerts.secrets(), settings.security.hash_salt.get_secret_value()]
     logging.register_secrets(secrets)
     return settings
 

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from lakeport.config_gold import GoldSettings
 from lakeport.config_quality import AlertSettings, QualityRule, QualitySettings
+from lakeport.config_security import ColumnRule, SecuritySettings
 
 DEFAULT_CONFIG_NAME = "lakeport.yaml"
 _SECRET_KEY = re.compile(r"(password|secret|jaas|token|credential|private|api[._-]?key)", re.I)
@@ -104,6 +105,8 @@ class IngestSettings(_Section):
     flush_bytes: int = Field(64 * 1024 * 1024, gt=0, description="... or at this many raw bytes")
     flush_seconds: float = Field(10.0, gt=0, description="... or when its oldest message is this old")
     max_message_bytes: int = Field(1024 * 1024, gt=0, description="larger values: dead letters")
+    max_nesting_depth: int = Field(16, gt=0, le=512, description="records nested deeper: dead letters")
+    max_new_columns_per_batch: int = Field(100, ge=0, description="records bringing more new columns: dead letters")
     poll_messages: int = Field(10_000, gt=0, description="messages taken from the client per poll")
     tombstones: Literal["record", "skip"] = "record"
     retry_timeout_seconds: float = Field(300.0, gt=0, description="retry a down dependency this long")
@@ -172,6 +175,7 @@ class TableConfig(_Section):
         default_factory=list, description="prefix the silver key with these, and assign a stable lake_id"
     )
     quality: list[QualityRule] = Field(default_factory=list, description="expectations on this table")
+    column_rules: list[ColumnRule] = Field(default_factory=list, description="drop / hash / mask before landing")
 
     @model_validator(mode="after")
     def _one_source(self) -> TableConfig:
@@ -239,6 +243,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     gold: GoldSettings = Field(default_factory=GoldSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @model_validator(mode="after")
     def _unique_routes(self) -> Settings:
@@ -250,6 +255,13 @@ class Settings(BaseSettings):
             for rule in t.quality:
                 if rule.table is not None and rule.table not in names:
                     raise ValueError(f"table {t.name}: rule {rule.label} references unknown table {rule.table!r}")
+        for t in self.tables:
+            dropped = [r.column for r in t.column_rules if r.action == "drop" and r.column in t.key]
+            if dropped:
+                raise ValueError(f"table {t.name}: column_rules drop key column(s) {', '.join(dropped)}")
+        hashing = [t.name for t in self.tables if any(r.action == "hash" for r in t.column_rules)]
+        if hashing and not self.security.hash_salt.get_secret_value():
+            raise ValueError(f"security.hash_salt must be set: tables {', '.join(hashing)} hash columns")
         sources = [s.name for s in self.sources]
         if len(set(sources)) != len(sources):
             raise ValueError("source names must be unique")

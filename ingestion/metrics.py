@@ -11,7 +11,7 @@ from ingestion.records import CommitResult
 
 
 class Metrics:
-    def __init__(self, port: int | None, *, lag_interval: float = 5.0) -> None:
+    def __init__(self, port: int | None, *, host: str = "127.0.0.1", lag_interval: float = 5.0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.messages = Counter(
@@ -42,7 +42,7 @@ class Metrics:
         self.up.set(1)
         self._lag_interval, self._lag_at = lag_interval, 0.0
         if port is not None:
-            start_http_server(port, addr="127.0.0.1", registry=r)
+            start_http_server(port, addr=host, registry=r)
 
     def observe_commit(self, result: CommitResult) -> None:
         t = result.table

@@ -65,6 +65,8 @@ class KafkaSource:
     start_offsets: Callable[[list[TP]], dict[TP, int | None]]
     on_revoked: Callable[[list[TP]], None]
     progress: dict[TP, PartitionProgress] = field(default_factory=dict)
+    from_timestamp_ms: int | None = None  # partitions with no lake offsets start here (a backfill)
+    _before_start: set[TP] = field(default_factory=set)  # backfilled partitions not yet past the time
     _consumer: Consumer | None = None
     _assigned_once: bool = False
 
@@ -87,10 +89,18 @@ class KafkaSource:
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         stored = self.start_offsets(tps)
+        if self.from_timestamp_ms is not None:
+            fresh = [tp for tp in tps if stored.get(tp) is None]
+            stored = {**stored, **self._offsets_at(consumer, fresh)}
+            # Brokers whose ListOffsets ignores timestamps answer too early an offset: older
+            # records are also skipped by their timestamp until the first one at or after it.
+            self._before_start |= set(fresh)
         assigned = []
         for tp in tps:
             low, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=10, cached=False)
             start = stored.get(tp)
+            if start is not None and start < 0:  # nothing at or after the timestamp: from the end
+                start = high
             begin = max(low, 0) if start is None else start
             self.progress[tp] = PartitionProgress(begin, high, begin)
             assigned.append(TopicPartition(tp[0], tp[1], OFFSET_BEGINNING if start is None else start))
@@ -103,6 +113,16 @@ class KafkaSource:
             "partitions_assigned",
             partitions=[f"{t}[{p}]@{self.progress[(t, p)].start}" for t, p in tps],
         )
+
+    def _offsets_at(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int | None]:
+        """The first offset at or after ``from_timestamp_ms`` per partition (-1: none that late)."""
+        if not tps or self.from_timestamp_ms is None:
+            return {}
+        query = [TopicPartition(t, p, self.from_timestamp_ms) for t, p in tps]
+        found = consumer.offsets_for_times(query, timeout=10)
+        log.info("start_offsets_from_timestamp", timestamp_ms=self.from_timestamp_ms,
+                 offsets={f"{r.topic}[{r.partition}]": r.offset for r in found})  # fmt: skip
+        return {(r.topic, r.partition): r.offset for r in found}
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
@@ -133,6 +153,17 @@ class KafkaSource:
             if i == n or partitions[i] != partitions[start] or topics[i] != topics[start]:
                 run = messages[start:i]
                 stamps = [m.timestamp()[1] for m in run]
+                tp = (str(topics[start]), int(partitions[start]))  # type: ignore[arg-type]
+                if tp in self._before_start and self.from_timestamp_ms is not None:
+                    first = next((k for k, t in enumerate(stamps) if t >= self.from_timestamp_ms), None)
+                    if first is None:  # all older than the backfill's start
+                        progress = self.progress.get(tp)
+                        if progress is not None:
+                            progress.position = run[-1].offset() + 1  # type: ignore[operator]
+                        start = i
+                        continue
+                    self._before_start.discard(tp)
+                    run, stamps = run[first:], stamps[first:]
                 batch = RawBatch(
                     str(topics[start]),
                     int(partitions[start]),  # type: ignore[arg-type]

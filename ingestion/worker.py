@@ -88,7 +88,8 @@ class Worker:
         self._once_deadline: float | None = None
         subscriptions = sorted({s for t in settings.tables for s in t.subscriptions})
         conf = settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id, "client.id": client_id})
-        self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked)
+        start_ms = None if ing.from_timestamp is None else int(ing.from_timestamp.timestamp() * 1000)
+        self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked, from_timestamp_ms=start_ms)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> RunStats:

@@ -145,9 +145,15 @@ def ingest(
     once: Annotated[bool, typer.Option("--once", help="drain to the high watermarks seen at start, then exit")] = False,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", help="serve Prometheus metrics on 127.0.0.1:PORT"),
+        typer.Option("--metrics-port", help="serve Prometheus metrics on HOST:PORT"),
     ] = None,
+    metrics_host: Annotated[str, typer.Option(help="address of the metrics endpoint (0.0.0.0 in a container)")] = (
+        "127.0.0.1"
+    ),
     log_json: Annotated[bool, typer.Option("--log-json")] = False,
+    from_timestamp: Annotated[
+        str | None, typer.Option(help="backfill: partitions with no lake offsets start at this ISO time (UTC)")
+    ] = None,
 ) -> None:
     """Run an ingest worker in the consumer group (any number may run side by side)."""
     from ingestion.errors import IngestError
@@ -156,9 +162,18 @@ def ingest(
 
     logging.configure(json=log_json)
     settings = settings_from(config)
+    if from_timestamp:
+        from datetime import UTC, datetime
+
+        try:
+            start = datetime.fromisoformat(from_timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise typer.BadParameter(f"--from-timestamp: not an ISO time: {from_timestamp!r}") from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"from_timestamp": start})})
     tune_memory()
     try:
-        stats = Worker(settings, once=once, metrics=Metrics(metrics_port)).run()
+        stats = Worker(settings, once=once, metrics=Metrics(metrics_port, host=metrics_host)).run()
     except IngestError as exc:
         err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
         raise typer.Exit(1) from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,6 +107,9 @@ class IngestSettings(_Section):
     flush_seconds: float = Field(10.0, gt=0, description="... or when its oldest message is this old")
     max_message_bytes: int = Field(1024 * 1024, gt=0, description="larger values: dead letters")
     max_nesting_depth: int = Field(16, gt=0, le=512, description="records nested deeper: dead letters")
+    from_timestamp: datetime | None = Field(
+        None, description="partitions with no offsets in the lake start at this time (backfill into a fresh table)"
+    )
     max_new_columns_per_batch: int = Field(100, ge=0, description="records bringing more new columns: dead letters")
     poll_messages: int = Field(10_000, gt=0, description="messages taken from the client per poll")
     tombstones: Literal["record", "skip"] = "record"

@@ -42,3 +42,8 @@ class TerminalError(IngestError):
 
 class FencedError(IngestError):
     """Another worker already landed these offsets: drop the buffer and re-seek."""
+
+
+class AbandonedError(IngestError):
+    """Shutdown was asked for while a batch was still being retried: it is left unlanded (no Delta
+    commit, no offset moved) and the next owner of its partitions reads it again."""

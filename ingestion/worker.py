@@ -37,7 +37,7 @@ import structlog
 from ingestion import dead_letters, offsets
 from ingestion.batch import Buffer, FlushPolicy, group
 from ingestion.decode import DecodeOptions, decode
-from ingestion.errors import TerminalError, TransientError
+from ingestion.errors import AbandonedError, TerminalError, TransientError
 from ingestion.guard import GuardOptions, guard
 from ingestion.metrics import Metrics
 from ingestion.records import Batch, CommitResult, DeadLetter, Decoded, RawMessage
@@ -83,6 +83,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lakeport-writer")
         self._pending: Future[CommitResult] | None = None
         self._stop = False
+        self._abandoned = False
         self._checked_at: float = 0.0
         self._started: float = 0.0
         self._once_deadline: float | None = None
@@ -116,8 +117,13 @@ class Worker:
                 if self.once and (self._nothing_to_drain() or (self.source.drained() and self._caught_up())):
                     break
             for ready in self.buffer.drain():
+                if self._stop and self._abandoned:
+                    break
                 self._submit(ready)
             self._collect(wait=True)
+        except AbandonedError as exc:  # stopped while a read was being retried
+            log.warning("batch_abandoned", error=str(exc), table=exc.table)
+        else:
             self.stats.seconds_from_first_message = round(time.monotonic() - first, 3) if first else 0.0
         finally:
             for sig, handler in previous.items():
@@ -208,7 +214,13 @@ class Worker:
         if pending is None or (not wait and not pending.done()):
             return
         self._pending = None
-        result = pending.result()  # re-raises a terminal failure of the writer thread
+        try:
+            result = pending.result()  # re-raises a terminal failure of the writer thread
+        except AbandonedError as exc:
+            log.warning("batch_abandoned", error=str(exc), table=exc.table)
+            self._abandoned = True
+            self.buffer.drain()  # nothing more lands in this life: the next owner re-reads it all
+            return
         self.source.commit(result.next_offsets)
         self.stats.messages += result.messages
         self.stats.rows += result.rows
@@ -318,6 +330,8 @@ class Worker:
             try:
                 return fn()
             except TransientError as exc:
+                if self._stop:  # SIGTERM during an outage: do not hold the shutdown for the retry budget
+                    raise AbandonedError(f"stopped while retrying: {exc}", table=table) from None
                 if time.monotonic() + delay > deadline:
                     raise TerminalError(
                         f"gave up after retrying: {exc}", table=table, offsets=batch.ranges if batch else None

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lake.query import as_of, at_version, connect, history
+from lake.query import as_of, at_version, connect, versions
 
-__all__ = ["as_of", "at_version", "connect", "history"]
+__all__ = ["as_of", "at_version", "connect", "versions"]

@@ -161,7 +161,7 @@ def as_of(con: duckdb.DuckDBPyConnection, table: str, when: datetime) -> str:
     return at_version(con, table, version)
 
 
-def history(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
+def versions(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
     """The Delta versions of ``table`` (``layer.name``), newest first: version, timestamp, operation, metrics."""
     settings = _REGISTRY[id(con)]
     layer, name = table.split(".", 1)

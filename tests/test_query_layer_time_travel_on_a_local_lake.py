@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from lake import as_of, at_version, connect, history
+from lake import as_of, at_version, connect, versions
 from lake.gold import models, refresh_gold
 from lakeport.config import Settings
 
@@ -56,7 +56,7 @@ def test_views_time_travel_and_gold_on_a_local_lake(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM silver.customers").fetchone() == (3,)
     assert con.execute(f"SELECT count(*) FROM {at_version(con, 'silver.customers', 0)}").fetchone() == (2,)
     assert con.execute(f"SELECT count(*) FROM {as_of(con, 'silver.customers', between)}").fetchone() == (2,)
-    assert [h["version"] for h in history(con, "silver.customers")] == [1, 0]
+    assert [v["version"] for v in versions(con, "silver.customers")] == [1, 0]
     with pytest.raises(ValueError, match="did not exist"):
         as_of(con, "silver.customers", datetime(2001, 1, 1, tzinfo=UTC))
     pinned = connect(settings, versions={"silver.customers": 0})

@@ -83,3 +83,33 @@ def test_metrics_and_no_secret_anywhere(local_stack: StackState, s3_lake: str, t
     for text in outputs:
         assert SECRET not in text
         assert local_stack.secret_key not in text
+
+
+def test_no_secret_in_quality_alerts_or_dagster_metadata(local_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
+    import dagster as dg
+
+    from dagster_project.definitions import build
+
+    topic = unique("secrets.t")
+    make_topic(local_stack, topic, 1)
+    send(local_stack, topic, [json.dumps({"id": i, "email": f"u{i}@example.com"}).encode() for i in range(50)])
+    hook_token, salt = f"hook-{SECRET}", f"salt-{SECRET}"
+    config = write_config(
+        tmp_path / "c.yaml", local_stack, lake_uri=s3_lake, ingest={"once_wait_seconds": 5},
+        tables=[{"name": "t", "topics": [topic], "format": "json", "key": ["id"],
+                 "column_rules": [{"column": "email", "action": "hash"}]}],
+        kafka_properties={"sasl.username": "lake", "sasl.password": SECRET},
+        extra={"security": {"hash_salt": salt}, "gold": {"models": []},
+               "alerts": {"notifiers": [{"type": "log"},
+                                        {"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/{hook_token}"}]}},
+    )  # fmt: skip
+    result = build(str(config)).resolve_job_def("ingest_and_silver").execute_in_process(raise_on_error=False)
+    texts = [str(e.event_specific_data) for e in result.all_events]
+    texts += [str(e.message) for e in result.all_events]
+    checked = run_cli(["check", "--config", str(config), "--json"], check=False)
+    texts += [checked.stdout, checked.stderr]
+    assert read_table(f"{s3_lake}/bronze/t", local_stack).num_rows == 50
+    assert any(e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for e in result.all_events)
+    for text in texts:
+        for secret in (SECRET, hook_token, salt, local_stack.secret_key):
+            assert secret not in text

@@ -16,7 +16,7 @@ from helpers import landed_rows, make_topic, read_table, send, start_worker, uni
 from lakeport.processes import pause, resume
 from lakeport.stack import StackState
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.faults]
 
 
 def _committed(state: StackState, group: str, topic: str) -> int:
@@ -53,7 +53,7 @@ def test_s3_outage_is_retried_and_loses_nothing(local_stack: StackState, s3_lake
         pause(s3)
         try:
             send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000, 10000)])
-            time.sleep(12)  # the worker keeps consuming; its Delta commit cannot finish
+            time.sleep(30)  # the worker keeps consuming; its Delta commit cannot finish
             assert worker.poll() is None, "the worker must not give up on a short outage"
             assert _committed(local_stack, raw["kafka"]["group_id"], topic) == 5000  # no offset moved
         finally:

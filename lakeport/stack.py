@@ -38,6 +38,10 @@ DEFAULT_PORTS = {"kafka": 19092, "s3": 18333, "postgres": 15432}
 DEFAULT_BUCKET = "lake"
 DEV_ACCESS_KEY = "lakeport"
 DEV_SECRET_KEY = "lakeport-dev-secret"  # local stack only; production reads its keys from secrets
+# The workers' identity (lakeport.yaml uses it): read, write and list the lake bucket, nothing else.
+# SeaweedFS scopes actions to a bucket; infra/s3-policy.json narrows it to the layer prefixes on AWS.
+INGEST_ACCESS_KEY = "lakeport-ingest"
+INGEST_SECRET_KEY = "lakeport-ingest-dev-secret"
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def _start_kafka(home: Path, port: int, deadline: float) -> Service:
     return service
 
 
-def _start_s3(home: Path, port: int, access_key: str, secret_key: str, deadline: float) -> Service:
+def _start_s3(home: Path, port: int, access_key: str, secret_key: str, bucket: str, deadline: float) -> Service:
     binary = weed_binary()
     data = home / "s3"
     data.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,12 @@ def _start_s3(home: Path, port: int, access_key: str, secret_key: str, deadline:
                         "name": "lakeport",
                         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    {
+                        "name": "lakeport-ingest",
+                        "credentials": [{"accessKey": INGEST_ACCESS_KEY, "secretKey": INGEST_SECRET_KEY}],
+                        "actions": [f"{a}:{bucket}" for a in ("Read", "Write", "List", "Tagging")],
+                    },
                 ]
             }
         )
@@ -290,7 +299,7 @@ def up(
     )
     _save_state(state)
     try:
-        s3 = _start_s3(home, s3_port, state.access_key, state.secret_key, deadline)
+        s3 = _start_s3(home, s3_port, state.access_key, state.secret_key, bucket, deadline)
         state = replace(state, services=[kafka, s3])
         _save_state(state)
         if pg_port:

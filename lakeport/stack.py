@@ -345,3 +345,26 @@ def status(home: Path) -> dict[str, object]:
         "postgres": f"127.0.0.1:{state.postgres_port}" if state.postgres_port else None,
         "services": services,
     }
+
+
+def stop_s3(home: Path) -> None:
+    """Stop the stack's S3 server (its data stays on disk): an outage, for fault drills."""
+    state = load_state(home.resolve())
+    if state is None:
+        raise StackError(f"no local stack recorded in {home}")
+    for service in state.services:
+        if service.name == "s3":
+            stop(service)
+
+
+def start_s3(home: Path, *, timeout: float = 60) -> StackState:
+    """Start the stack's S3 server again on its port, over the same data; records its new pid."""
+    state = load_state(home.resolve())
+    if state is None:
+        raise StackError(f"no local stack recorded in {home}")
+    port = int(state.s3_endpoint.rsplit(":", 1)[1])
+    deadline = time.monotonic() + timeout
+    s3 = _start_s3(Path(state.home), port, state.access_key, state.secret_key, state.bucket, deadline)
+    state = replace(state, services=[s3 if s.name == "s3" else s for s in state.services])
+    _save_state(state)
+    return state

@@ -110,6 +110,7 @@ def test_rebalance_storm_of_three_workers(local_stack: StackState, s3_lake: str,
             _stop(w)
     assert kills >= 10
     assert_exactly_once(uri, local_stack, topic, produced[0], f"{s3_lake}/ops/dead_letters")
+    print(f"rebalance storm: {produced[0]} messages, {kills} worker deaths, each landed once")
 
 
 def test_full_disk_is_a_clear_retried_error(local_stack: StackState, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""S3 down mid-ingest (SeaweedFS frozen with SIGSTOP): the worker waits and retries, no Kafka offset
-moves past what landed, and after S3 returns every message lands exactly once."""
+"""S3 down for 30 s mid-ingest (SeaweedFS stopped, then started again over the same data): the
+worker waits and retries, no Kafka offset moves past what landed, and after S3 returns every
+message lands exactly once."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from helpers import landed_rows, make_topic, read_table, send, start_worker, unique, wait_until, write_config
 
-from lakeport.processes import pause, resume
-from lakeport.stack import StackState
+from lakeport.stack import StackState, start_s3, stop_s3
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.faults]
 
@@ -45,19 +45,19 @@ def test_s3_outage_is_retried_and_loses_nothing(local_stack: StackState, s3_lake
     uri = f"{s3_lake}/bronze/t"
     log = tmp_path / "worker.log"
     worker = start_worker(config, log, "--log-json")
-    s3 = next(s for s in local_stack.services if s.name == "s3")
+    home = Path(local_stack.home)
     try:
         send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000)])
         wait_until(lambda: landed_rows(uri, local_stack) >= 5000, timeout=60)
         assert landed_rows(uri, local_stack) == 5000
-        pause(s3)
+        stop_s3(home)
         try:
             send(local_stack, topic, [json.dumps({"n": i}).encode() for i in range(5000, 10000)])
             time.sleep(30)  # the worker keeps consuming; its Delta commit cannot finish
             assert worker.poll() is None, "the worker must not give up on a short outage"
             assert _committed(local_stack, raw["kafka"]["group_id"], topic) == 5000  # no offset moved
         finally:
-            resume(s3)
+            start_s3(home)
         wait_until(lambda: landed_rows(uri, local_stack) >= 10000, timeout=120, interval=1)
     finally:
         worker.send_signal(signal.SIGTERM)

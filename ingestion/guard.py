@@ -1,5 +1,6 @@
 """Guard: what may reach the lake. Runs on decoded rows, before they are buffered and written.
 
+0. Unnest: the fields of configured struct columns (an outbox event's ``payload``) become columns.
 1. Input limits: a record whose value nests deeper than ``max_nesting_depth``, or that brings a
    column beyond the ``max_new_columns_per_batch`` new ones a batch may add to the table, becomes a
    dead letter (stage ``limits``); the offending columns are dropped, so they never enter the
@@ -32,6 +33,7 @@ class GuardOptions:
     max_new_columns: int = 100
     known_columns: frozenset[str] | None = None  # the table's columns so far (None: a new table)
     keep_raw_dead_letters: bool = False
+    unnest: tuple[str, ...] = ()
 
 
 def depth(t: pa.DataType) -> int:
@@ -91,6 +93,22 @@ def _protect(rows: pa.Table, rules: Sequence[ColumnRule], salt: bytes) -> pa.Tab
     return rows
 
 
+def _unnest(rows: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """Lift the fields of struct ``columns`` to top-level columns (a field never replaces a column
+    that exists already: it is then kept as ``<struct>_<field>``)."""
+    for name in columns:
+        if name not in rows.column_names or not pa.types.is_struct(rows.schema.field(name).type):
+            continue
+        struct = rows[name].combine_chunks()
+        i = rows.column_names.index(name)
+        rows = rows.remove_column(i)
+        for f_index, f in enumerate(struct.type):
+            target = f.name if f.name not in rows.column_names else f"{name}_{f.name}"
+            values = pc.struct_field(struct, [f_index])
+            rows = rows.append_column(target, values)
+    return rows
+
+
 def _withheld(message: RawMessage) -> RawMessage:
     value = message.value or b""
     note = (
@@ -101,11 +119,12 @@ def _withheld(message: RawMessage) -> RawMessage:
 
 def guard(batch: Batch, decoded: Decoded, *, options: GuardOptions) -> Decoded:
     """Apply limits and column rules to ``decoded`` (rows of ``batch``); never raises for bad records."""
-    rows, reject, reasons = _limits(decoded.rows, options)
+    source = _unnest(decoded.rows, options.unnest) if options.unnest else decoded.rows
+    rows, reject, reasons = _limits(source, options)
     dead = list(decoded.dead_letters)
     if reject is not None and pc.any(reject).as_py():
         by_pos = _messages(batch)
-        bad = decoded.rows.filter(reject)
+        bad = source.filter(reject)
         why = "; ".join(sorted(set(reasons.values())))
         for topic, part, off in zip(bad["_topic"].to_pylist(), bad["_partition"].to_pylist(),
                                     bad["_offset"].to_pylist(), strict=True):  # fmt: skip

@@ -207,6 +207,7 @@ class Worker:
             max_new_columns=ing.max_new_columns_per_batch,
             known_columns=frozenset(known.names) if known is not None else None,
             keep_raw_dead_letters=sec.keep_raw_dead_letters,
+            unnest=tuple(self.settings.table(table).unnest),
         )
 
     def _collect(self, *, wait: bool) -> None:

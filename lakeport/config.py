@@ -180,6 +180,10 @@ class TableConfig(_Section):
     )
     quality: list[QualityRule] = Field(default_factory=list, description="expectations on this table")
     column_rules: list[ColumnRule] = Field(default_factory=list, description="drop / hash / mask before landing")
+    unnest: list[str] = Field(
+        default_factory=list,
+        description="struct columns whose fields become top-level columns (e.g. an outbox 'payload')",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TableConfig:

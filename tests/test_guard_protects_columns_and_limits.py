@@ -114,3 +114,41 @@ def test_protected_columns_never_reach_the_lake(local_stack: StackState, s3_lake
     assert all(r["stage"] == "limits" for r in letters)
     everything = str(bronze.to_pylist()) + str(letters) + done.stdout + done.stderr
     assert "example.com" not in everything and "41111111111111" not in everything and salt not in everything
+
+
+def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path: Path) -> None:
+    """Debezium's EventRouter nests the event under 'payload' and sends ISO times; with
+    `unnest: [payload]` the same gold model reads them as it reads lakeport capture's flat events."""
+    from deltalake import write_deltalake
+
+    from lake.gold import refresh_gold
+    from lake.query import connect
+    from lakeport.config import Settings
+
+    def routed(n: int, kind: str, event_type: str, at: str, **payload: object) -> bytes:
+        event = {"event_id": f"e{n}", "event_type": event_type, "aggregate_type": kind, "aggregate_id": "42"}
+        return json.dumps({**event, "occurred_at": at, "payload": {"order_id": 42, **payload}}).encode()
+
+    values = [
+        routed(1, "order", "OrderPlaced", "2026-01-01T10:00:00Z", total="12.50"),
+        routed(2, "payment", "PaymentCaptured", "2026-01-01T10:05:00Z", amount="12.50"),
+        routed(3, "shipment", "ShipmentStatusChanged", "2026-01-01T12:00:00Z", status="Shipped"),
+        routed(4, "shipment", "ShipmentStatusChanged", "2026-01-02T09:00:00Z", status="Received"),
+    ]
+    batch = _batch(values)
+    out = guard(batch, decode(batch, options=DecodeOptions("json")), options=GuardOptions(unnest=("payload",)))
+    assert "payload" not in out.rows.column_names and {"order_id", "status", "total"} <= set(out.rows.column_names)
+    tables = [{"name": "domain_events", "topic_pattern": "^events[.].*"}]
+    settings = Settings.model_validate({"lake": {"uri": str(tmp_path)}, "gold": {"models": ["order_timeline"]},
+                                        "tables": tables})  # fmt: skip
+    write_deltalake(settings.lake.table_uri("bronze", "domain_events"), out.rows)
+    (result,) = refresh_gold(settings)
+    assert result.rows == 1
+    row = (
+        connect(settings)
+        .execute(
+            "SELECT order_id, last_status, seconds_to_pay, seconds_to_ship, seconds_to_receive FROM gold.order_timeline"
+        )
+        .fetchone()
+    )
+    assert row == (42, "Received", 300.0, 7200.0, 82800.0)

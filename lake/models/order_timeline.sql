@@ -7,7 +7,12 @@ WITH events AS (
         CAST(aggregate_id AS BIGINT) AS order_id,
         event_type,
         status,
-        make_timestamptz(occurred_at * 1000) AS occurred
+        -- epoch milliseconds (lakeport capture) or an ISO timestamp (Debezium's outbox router)
+        CASE
+            WHEN regexp_full_match(CAST(occurred_at AS VARCHAR), '[0-9]+')
+                THEN make_timestamptz(CAST(CAST(occurred_at AS VARCHAR) AS BIGINT) * 1000)
+            ELSE CAST(CAST(occurred_at AS VARCHAR) AS TIMESTAMPTZ)
+        END AS occurred
     FROM bronze.domain_events
     WHERE aggregate_type IN ('order', 'payment', 'shipment')
 ),

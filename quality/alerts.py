@@ -22,7 +22,6 @@ from email.message import EmailMessage
 from typing import Literal, Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 from deltalake import write_deltalake
 
@@ -165,16 +164,20 @@ class Alerter:
         storage_options: dict[str, str] | None,
     ) -> None:
         self.uri, self.notifiers, self.repeat_after, self._opts = uri, list(notifiers), repeat_after, storage_options
+        self._latest: dict[str, tuple[Status, datetime]] | None = None  # read once per Alerter
 
     def last(self, key: str) -> tuple[Status, datetime] | None:
-        table = open_at(self.uri, self._opts)
-        if table is None:
-            return None
-        rows = table.to_pyarrow_dataset().to_table(columns=["status", "sent_at"], filter=pc.field("key") == key)
-        if rows.num_rows == 0:
-            return None
-        i = pc.index(rows["sent_at"], pc.max(rows["sent_at"])).as_py()
-        return rows["status"][i].as_py(), rows["sent_at"][i].as_py()
+        """The last alert sent for ``key``: (status, when). ``ops.alerts`` is read on first use only:
+        an Alerter lives for one evaluation run (a ``lakeport check``, one Dagster check)."""
+        if self._latest is None:
+            self._latest = {}
+            table = open_at(self.uri, self._opts)
+            if table is not None:
+                rows = table.to_pyarrow_dataset().to_table(columns=["key", "status", "sent_at"])
+                for k, status, at in sorted(zip(*(rows[c].to_pylist() for c in ("key", "status", "sent_at")),
+                                                strict=True), key=lambda r: r[2]):  # fmt: skip
+                    self._latest[k] = (status, at)
+        return self._latest.get(key)
 
     def evaluate(self, alert: Alert, *, failing: bool, now: datetime) -> Status | None:
         """Page for a failing check or announce its recovery, as due; returns what was sent."""
@@ -194,4 +197,6 @@ class Alerter:
                "rows": alert.rows, "text": alert.text()}  # fmt: skip
         write_deltalake(self.uri, pa.Table.from_pylist([row], STATE_SCHEMA), mode="append",
                         storage_options=self._opts or None)  # fmt: skip
+        if self._latest is not None:
+            self._latest[alert.key] = (alert.status, now)
         return alert.status

@@ -14,7 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import LAKEPORT, landed_rows, make_topic, read_table, send, start_worker, unique, wait_until, write_config
+from helpers import (
+    LAKEPORT,
+    landed_rows,
+    make_topic,
+    read_table,
+    run_cli,
+    send,
+    start_worker,
+    unique,
+    wait_until,
+    write_config,
+)
 
 from lakeport.processes import pause, resume
 from lakeport.stack import StackState
@@ -92,7 +103,7 @@ def test_rebalance_storm_of_three_workers(local_stack: StackState, s3_lake: str,
     producer.start()
     kills = 0
     try:
-        deadline = time.monotonic() + 90  # longer storms (~28 deaths) wedge Tansu 0.6's group coordinator
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # every few seconds one worker dies (kill -9 or SIGTERM)
             time.sleep(rnd.uniform(3, 7))
             i = rnd.randrange(3)
@@ -104,13 +115,21 @@ def test_rebalance_storm_of_three_workers(local_stack: StackState, s3_lake: str,
         stop.set()
         producer.join(timeout=30)
     try:
-        assert wait_until(lambda: landed_rows(uri, local_stack) >= produced[0], timeout=240, interval=2)
+        wait_until(lambda: landed_rows(uri, local_stack) >= produced[0], timeout=30, interval=2)
     finally:
         for w in workers:
             _stop(w)
-    assert kills >= 10
+    during = landed_rows(uri, local_stack)
+    # Whatever is left is drained by a worker in a brand-new consumer group: positions come from the
+    # Delta log, not from the group, so nothing lands twice. (After ~20 SIGKILLed members Tansu 0.6's
+    # group coordinator may stop assigning partitions to new members; a new group is not affected.)
+    tables = [{"name": "t", "topics": [topic], "format": "json"}]
+    fresh = write_config(tmp_path / "drain.yaml", local_stack, lake_uri=s3_lake, tables=tables,
+                         ingest={"once_wait_seconds": 10})  # fmt: skip
+    run_cli(["ingest", "--once", "-c", str(fresh)], timeout=300)
+    assert kills >= 20 and during >= produced[0] * 0.3, (kills, during, produced[0])
     assert_exactly_once(uri, local_stack, topic, produced[0], f"{s3_lake}/ops/dead_letters")
-    print(f"rebalance storm: {produced[0]} messages, {kills} worker deaths, each landed once")
+    print(f"rebalance storm: {produced[0]} messages, {kills} worker deaths, {during} landed during the storm")
 
 
 def test_full_disk_is_a_clear_retried_error(local_stack: StackState, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class NotebookRun:
 
 def execute(notebook: Path, *, config: Path, out_dir: Path, timeout: int = 300) -> NotebookRun:
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -36,9 +38,10 @@ def execute(notebook: Path, *, config: Path, out_dir: Path, timeout: int = 300) 
     os.environ["LAKEPORT_CONFIG"] = str(config.resolve())  # the kernel inherits it
     error = None
     try:
-        NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(out_dir)}}
-        ).execute()
+        # IPC (unix sockets in a temporary directory), not TCP ports: no port races, nothing listening.
+        with tempfile.TemporaryDirectory(prefix="lakeport-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "k"))
+            NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(out_dir)}}).execute()
     except CellExecutionError as exc:
         error = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
     finally:

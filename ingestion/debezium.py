@@ -14,6 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,9 +40,29 @@ class _Wrapper(msgspec.Struct, gc=False):
 _wrapper_decoder = msgspec.json.Decoder(_Wrapper)
 
 
+_WRAPPED = b'{"schema"'
+_SPACES = np.frombuffer(b" \t\n\r\x0b\x0c", np.uint8)
+
+
 def maybe_wrapped(value: bytes) -> bool:
     """Cheap pre-check (no copy): wrapped, or leading whitespace that needs the full check."""
-    return value.startswith(b'{"schema"') or value[:1].isspace()
+    return value.startswith(_WRAPPED) or value[:1].isspace()
+
+
+def any_wrapped(joined: bytes, values: list[bytes]) -> bool:
+    """Whether any of the newline-joined ``values`` may be wrapped (``maybe_wrapped`` of each),
+    vectorized over the joined bytes: no Python call per message."""
+    lengths = np.fromiter(map(len, values), np.int64, len(values))
+    starts = np.zeros(len(values), np.int64)
+    np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    buf = np.frombuffer(joined, np.uint8)
+    first = buf[starts]
+    if np.isin(first, _SPACES).any():
+        return True
+    candidates = starts[(first == _WRAPPED[0]) & (lengths >= len(_WRAPPED))]
+    for k in range(1, len(_WRAPPED)):
+        candidates = candidates[buf[candidates + k] == _WRAPPED[k]]
+    return bool(candidates.size)
 
 
 def is_wrapped(value: bytes) -> bool:

@@ -24,9 +24,10 @@ META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_inges
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
 # Values nesting deeper than this never reach the parser: pyarrow's JSON reader crashes the
-# process (stack overflow) somewhere past 6,000 levels. The configured max_nesting_depth (<= this)
-# is enforced on the parsed types, in ``guard``.
-RAW_DEPTH_LIMIT = 512
+# process (stack overflow) somewhere past 6,000 levels (5,000 parse fine). The configured
+# max_nesting_depth (<= 512) is enforced on the parsed types, in ``guard``. Only values longer than
+# twice this can nest that deep, so ordinary messages are never scanned.
+RAW_DEPTH_LIMIT = 1000
 _TOMBSTONE = "__lakeport_tombstone"
 Parser = Callable[[list[bytes], pa.StructType | None, bytes | None], tuple[pa.Table, pa.StructType]]
 
@@ -142,7 +143,7 @@ def _parse_groups(
         todo = _utf8(values, todo, bad)
         clean = [values[i] for i in todo]  # type: ignore[misc]
         joined = b"\n".join(clean)
-    if options.format != "debezium-json" or not any(map(debezium.maybe_wrapped, clean)):
+    if options.format != "debezium-json" or not debezium.any_wrapped(joined, clean):
         return _parse_group(clean, todo, None, options, bad, joined, options.table_schema)
     for i in todo:
         value = values[i] or b""
@@ -222,7 +223,8 @@ def _validate(values: list[bytes | None], options: DecodeOptions, bad: dict[int,
             else:
                 todo.append(i)
     if not lengths or max(lengths) > 2 * RAW_DEPTH_LIMIT:  # only long values can nest that deep
-        deep = {i for i in todo if json_depth(values[i] or b"", RAW_DEPTH_LIMIT) > RAW_DEPTH_LIMIT}
+        long = [i for i in todo if len(values[i] or b"") > 2 * RAW_DEPTH_LIMIT]
+        deep = {i for i in long if json_depth(values[i] or b"", RAW_DEPTH_LIMIT) > RAW_DEPTH_LIMIT}
         for i in deep:
             bad[i] = f"nesting depth exceeds {RAW_DEPTH_LIMIT} (max_nesting_depth is checked after parsing)"
         todo = [i for i in todo if i not in deep]

@@ -49,6 +49,16 @@ log = structlog.get_logger("lakeport.ingest")
 T = TypeVar("T")
 # Bronze tables record their change feed so downstream (silver) reads only new rows per version.
 BRONZE_PROPERTIES = (("delta.enableChangeDataFeed", "true"),)
+# Low-cardinality columns worth a Parquet dictionary; the row images mostly are not.
+DICTIONARY_COLUMNS = (
+    "_topic",
+    "_partition",
+    "_op",
+    "_source_db",
+    "_source_schema",
+    "_source_table",
+    "_source_snapshot",
+)
 
 
 @dataclass
@@ -254,7 +264,13 @@ class Worker:
         if todo:
             self._dead_letters(letters, todo, now, app="lakeport")
             ing = self.settings.ingest
-            write = WriteOptions(tuple(config.partition_by), ing.target_file_size, ing.compression, BRONZE_PROPERTIES)
+            write = WriteOptions(
+                tuple(config.partition_by),
+                target_file_size=ing.target_file_size,
+                compression=ing.compression,
+                dictionary="all" if ing.parquet_dictionary == "all" else (*DICTIONARY_COLUMNS, *config.partition_by),
+                configuration=BRONZE_PROPERTIES,
+            )
             try:
                 version = self._append(uri, rows, todo, write, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too

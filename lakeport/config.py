@@ -118,6 +118,9 @@ class IngestSettings(_Section):
     once_wait_seconds: float = Field(120.0, ge=0, description="--once: wait this long for partitions held by others")
     target_file_size: int | None = Field(None, gt=0)
     compression: Literal["ZSTD", "SNAPPY", "LZ4_RAW", "UNCOMPRESSED"] = "ZSTD"
+    parquet_dictionary: Literal["metadata", "all"] = Field(
+        "metadata", description="dictionary-encode only Kafka/CDC metadata columns, or every column"
+    )
 
 
 class PostgresSettings(_Section):

@@ -37,7 +37,7 @@ def test_json_depth_counts_brackets_outside_strings() -> None:
     assert json_depth(b'{"a": "[[[[[[{{{{{{"}', 3) == 1  # brackets inside a string do not count
     assert json_depth(b'{"a": [[1]]}', 5) == 0  # few brackets: not even scanned
     assert json_depth(b'{"a": "\\"[[[[[[[[[[[[[[[[[[[[[[[[\\""}', 3) == 1  # escaped quote stays in the string
-    assert json_depth(b"[" * 600 + b"]" * 600, RAW_DEPTH_LIMIT) == RAW_DEPTH_LIMIT + 1
+    assert json_depth(b"[" * 1200 + b"]" * 1200, RAW_DEPTH_LIMIT) == RAW_DEPTH_LIMIT + 1
 
 
 def test_rules_and_limits_on_one_batch() -> None:
@@ -67,7 +67,7 @@ def test_rules_and_limits_on_one_batch() -> None:
     letters = {d.message.offset: d for d in out.dead_letters}
     assert sorted(letters) == [2, 3, 4]
     assert "max_nesting_depth=16" in letters[2].error and letters[2].stage == "limits"
-    assert "exceeds 512" in letters[3].error
+    assert f"exceeds {RAW_DEPTH_LIMIT}" in letters[3].error
     assert "max_new_columns_per_batch=2" in letters[4].error
     for d in letters.values():  # the table has rules: no raw value (it may hold the protected data)
         assert d.message.value is not None and d.message.value.startswith(b"raw value withheld")

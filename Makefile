@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)  ## create .venv and install lakeport (editable) with test, demo and bench tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py ingestion/_fastjson.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

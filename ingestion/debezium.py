@@ -28,6 +28,7 @@ SOURCE_COLUMNS = {
     "_source_table": ("table", pa.string()),
 }
 CDC_COLUMNS = ("_op", *SOURCE_COLUMNS)
+SOURCE_FIELDS = tuple(pa.field(name, dtype) for name, dtype in SOURCE_COLUMNS.values())  # what is read
 _SOURCE_PARSE = pa.struct([("ts_ms", pa.int64()), ("lsn", pa.int64()), ("txId", pa.int64())])
 OPS = frozenset({"c", "u", "d", "r", "t"})
 

@@ -13,11 +13,12 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import pyarrow as pa
 import pyarrow.json as pj
 
-from ingestion import arrow_types, debezium
+from ingestion import arrow_types, debezium, fast_decode
 from ingestion.records import Batch, DeadLetter, Decoded
 
 META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_ingested_at")
@@ -71,10 +72,21 @@ def _strip_inferred_timestamps(parsed: pa.DataType, explicit: pa.DataType | None
     return arrow_types.timestamps_as_strings(parsed)
 
 
+@lru_cache(maxsize=64)
+def _fast_plan(fmt: str, row_hint: pa.StructType) -> fast_decode.Plan | None:
+    if fmt == "debezium-json":
+        return fast_decode.envelope_plan(row_hint, debezium.SOURCE_FIELDS)
+    return fast_decode.plan_for(list(row_hint), strict=True)
+
+
 def _parse_rows(
     values: Sequence[bytes], fmt: str, row_hint: pa.StructType | None, data: bytes | None
 ) -> tuple[pa.Table, pa.StructType]:
     """Parse values into row columns (CDC columns included); returns the raw row type too."""
+    plan = _fast_plan(fmt, row_hint) if row_hint is not None and fast_decode.AVAILABLE else None
+    known = fast_decode.parse(values, plan, data) if plan is not None else None
+    if known is not None:  # every value has the shape the table knows (the usual case)
+        return debezium.flatten(known) if fmt == "debezium-json" else (known, pa.struct(list(known.schema)))
     if fmt == "debezium-json":
         schema = debezium.envelope_parse_schema(row_hint)
         table = _read_json(values, schema, data)

@@ -18,6 +18,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from ingestion.records import Batch, RawBatch
 from lakeport.kafka_tools import create_topics, produce
 from lakeport.stack import StackState
 
@@ -187,3 +188,9 @@ class WebhookReceiver:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
+
+
+def raw_batch(values: list[bytes | None], fmt: str = "json", *, table: str = "t", topic: str = "t") -> Batch:
+    """One partition's records (offsets from 0) as a decode-ready batch, no broker involved."""
+    part = RawBatch(topic, 0, list(range(len(values))), [1_700_000_000_000] * len(values), [None] * len(values), values)
+    return Batch(table, fmt, (part,), {(topic, 0): (0, len(values) - 1)}, sum(len(v or b"") for v in values))

@@ -1,0 +1,541 @@
+/* Fast path of the decode stage: JSON objects of a *known* shape straight into Arrow buffers.
+ *
+ * decode(data, starts, lengths, plan) parses every message data[start:start+length] as one JSON
+ * object against a plan (the expected fields and their types, depth-first) and returns, per plan
+ * node, the Arrow buffers of its column; or None as soon as any message does not fit the plan
+ * exactly: an unknown key in a strict object, a value of another type, an integer that overflows,
+ * a duplicate key, or anything that is not valid JSON. The caller then takes the general path
+ * (pyarrow.json with inference and bisection), so this code only has to be right about what it
+ * accepts. Parsing runs without the GIL.
+ *
+ * Plan nodes: (kind, name, number of children, strict). Kinds: 0 struct, 1 int64, 2 float64,
+ * 3 bool, 4 string, 5 null. A non-strict struct skips (but still validates) unknown keys.
+ * Returned per node: (null_count, validity[, values[, string data]]).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { K_STRUCT = 0, K_INT64 = 1, K_DOUBLE = 2, K_BOOL = 3, K_STRING = 4, K_NULL = 5 };
+enum { OK = 0, BAIL = 1, NOMEM = 2 };
+#define MAX_SKIP_DEPTH 1100
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+typedef struct Node {
+    int kind, strict, nchildren, hint;
+    const char *name;
+    Py_ssize_t name_len;
+    struct Node **children;
+    unsigned char *seen;
+    Buf validity, values, data;
+    int64_t length, nulls;
+} Node;
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cur;
+
+static int reserve(Buf *b, size_t extra) {
+    if (b->len + extra <= b->cap) return OK;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + extra) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (p == NULL) return NOMEM;
+    b->p = p;
+    b->cap = cap;
+    return OK;
+}
+
+static int append_bytes(Buf *b, const void *src, size_t n) {
+    if (reserve(b, n)) return NOMEM;
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+    return OK;
+}
+
+static int append_bit(Buf *b, int64_t i, int v) {
+    if ((i & 7) == 0) {
+        if (reserve(b, 1)) return NOMEM;
+        b->p[b->len++] = 0;
+    }
+    if (v) b->p[i >> 3] |= (char)(1 << (i & 7));
+    return OK;
+}
+
+static int append_offset(Node *n) {
+    if (n->data.len > INT32_MAX) return BAIL;
+    int32_t end = (int32_t)n->data.len;
+    return append_bytes(&n->values, &end, sizeof end);
+}
+
+static int append_null(Node *n) {
+    int r = append_bit(&n->validity, n->length, 0);
+    if (r) return r;
+    switch (n->kind) {
+    case K_INT64:
+    case K_DOUBLE: {
+        int64_t zero = 0;
+        r = append_bytes(&n->values, &zero, sizeof zero);
+        break;
+    }
+    case K_BOOL:
+        r = append_bit(&n->values, n->length, 0);
+        break;
+    case K_STRING:
+        r = append_offset(n);
+        break;
+    case K_STRUCT: /* children get a null slot too, as pyarrow's JSON reader does */
+        for (int i = 0; i < n->nchildren && r == OK; i++) r = append_null(n->children[i]);
+        break;
+    }
+    n->length++;
+    n->nulls++;
+    return r;
+}
+
+static int valid(Node *n) {
+    int r = append_bit(&n->validity, n->length, 1);
+    n->length++;
+    return r;
+}
+
+static inline void ws(Cur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int literal(Cur *c, const char *text, size_t n) {
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, text, n) != 0) return BAIL;
+    c->p += n;
+    return OK;
+}
+
+/* JSON number grammar; sets *integral when there is no fraction or exponent. */
+static int scan_number(Cur *c, int *integral) {
+    const unsigned char *p = c->p;
+    *integral = 1;
+    if (p < c->end && *p == '-') p++;
+    if (p >= c->end) return BAIL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < c->end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return BAIL;
+    }
+    if (p < c->end && *p == '.') {
+        *integral = 0;
+        p++;
+        if (p >= c->end || *p < '0' || *p > '9') return BAIL;
+        while (p < c->end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < c->end && (*p == 'e' || *p == 'E')) {
+        *integral = 0;
+        p++;
+        if (p < c->end && (*p == '+' || *p == '-')) p++;
+        if (p >= c->end || *p < '0' || *p > '9') return BAIL;
+        while (p < c->end && *p >= '0' && *p <= '9') p++;
+    }
+    c->p = p;
+    return OK;
+}
+
+static int hex4(Cur *c, uint32_t *out) {
+    if (c->end - c->p < 4) return BAIL;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char h = c->p[i];
+        v <<= 4;
+        if (h >= '0' && h <= '9') v |= (uint32_t)(h - '0');
+        else if (h >= 'a' && h <= 'f') v |= (uint32_t)(h - 'a' + 10);
+        else if (h >= 'A' && h <= 'F') v |= (uint32_t)(h - 'A' + 10);
+        else return BAIL;
+    }
+    c->p += 4;
+    *out = v;
+    return OK;
+}
+
+static int put_utf8(Buf *out, uint32_t cp) {
+    unsigned char b[4];
+    size_t n;
+    if (cp < 0x80) {
+        b[0] = (unsigned char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (unsigned char)(0xC0 | (cp >> 6));
+        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xE0 | (cp >> 12));
+        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        b[0] = (unsigned char)(0xF0 | (cp >> 18));
+        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return out ? append_bytes(out, b, n) : OK;
+}
+
+/* A string at c->p (the opening quote), unescaped into out (NULL: only validated). */
+static int scan_string(Cur *c, Buf *out) {
+    c->p++;
+    for (;;) {
+        const unsigned char *s = c->p;
+        while (c->p < c->end && *c->p != '"' && *c->p != '\\' && *c->p >= 0x20) c->p++;
+        if (out && c->p > s && append_bytes(out, s, (size_t)(c->p - s))) return NOMEM;
+        if (c->p >= c->end || *c->p < 0x20) return BAIL;
+        if (*c->p == '"') {
+            c->p++;
+            return OK;
+        }
+        c->p++; /* backslash */
+        if (c->p >= c->end) return BAIL;
+        unsigned char e = *c->p++;
+        char plain;
+        switch (e) {
+        case '"': plain = '"'; break;
+        case '\\': plain = '\\'; break;
+        case '/': plain = '/'; break;
+        case 'b': plain = '\b'; break;
+        case 'f': plain = '\f'; break;
+        case 'n': plain = '\n'; break;
+        case 'r': plain = '\r'; break;
+        case 't': plain = '\t'; break;
+        case 'u': {
+            uint32_t cp, lo;
+            if (hex4(c, &cp)) return BAIL;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return BAIL; /* lone low surrogate */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u') return BAIL;
+                c->p += 2;
+                if (hex4(c, &lo) || lo < 0xDC00 || lo > 0xDFFF) return BAIL;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (put_utf8(out, cp)) return NOMEM;
+            continue;
+        }
+        default:
+            return BAIL;
+        }
+        if (out && append_bytes(out, &plain, 1)) return NOMEM;
+    }
+}
+
+/* Validate and skip any JSON value (an unknown key of a non-strict object). */
+static int skip_value(Cur *c, int depth) {
+    int integral;
+    if (depth > MAX_SKIP_DEPTH) return BAIL;
+    ws(c);
+    if (c->p >= c->end) return BAIL;
+    switch (*c->p) {
+    case '"':
+        return scan_string(c, NULL);
+    case 't':
+        return literal(c, "true", 4);
+    case 'f':
+        return literal(c, "false", 5);
+    case 'n':
+        return literal(c, "null", 4);
+    case '{':
+    case '[': {
+        unsigned char close = *c->p == '{' ? '}' : ']';
+        c->p++;
+        ws(c);
+        if (c->p < c->end && *c->p == close) {
+            c->p++;
+            return OK;
+        }
+        for (;;) {
+            ws(c);
+            if (close == '}') {
+                if (c->p >= c->end || *c->p != '"' || scan_string(c, NULL)) return BAIL;
+                ws(c);
+                if (c->p >= c->end || *c->p != ':') return BAIL;
+                c->p++;
+            }
+            if (skip_value(c, depth + 1)) return BAIL;
+            ws(c);
+            if (c->p >= c->end) return BAIL;
+            if (*c->p == ',') {
+                c->p++;
+                continue;
+            }
+            if (*c->p == close) {
+                c->p++;
+                return OK;
+            }
+            return BAIL;
+        }
+    }
+    default:
+        return scan_number(c, &integral);
+    }
+}
+
+static int parse_value(Node *n, Cur *c);
+
+static int find_child(Node *n, const unsigned char *key, size_t len) {
+    int h = n->hint;
+    if (h < n->nchildren && (size_t)n->children[h]->name_len == len && memcmp(n->children[h]->name, key, len) == 0) {
+        n->hint = h + 1;
+        return h;
+    }
+    for (int i = 0; i < n->nchildren; i++) {
+        Node *ch = n->children[i];
+        if ((size_t)ch->name_len == len && memcmp(ch->name, key, len) == 0) {
+            n->hint = i + 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int parse_object(Node *n, Cur *c) {
+    int r;
+    c->p++; /* '{' */
+    memset(n->seen, 0, (size_t)n->nchildren);
+    n->hint = 0;
+    ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+    } else {
+        for (;;) {
+            ws(c);
+            if (c->p >= c->end || *c->p != '"') return BAIL;
+            const unsigned char *key = ++c->p;
+            while (c->p < c->end && *c->p != '"' && *c->p != '\\' && *c->p >= 0x20) c->p++;
+            if (c->p >= c->end || *c->p != '"') return BAIL; /* escaped or broken key: general path */
+            size_t len = (size_t)(c->p - key);
+            c->p++;
+            ws(c);
+            if (c->p >= c->end || *c->p != ':') return BAIL;
+            c->p++;
+            int i = find_child(n, key, len);
+            if (i < 0) {
+                if (n->strict || skip_value(c, 0)) return BAIL;
+            } else {
+                if (n->seen[i]) return BAIL; /* duplicate key */
+                n->seen[i] = 1;
+                if ((r = parse_value(n->children[i], c))) return r;
+            }
+            ws(c);
+            if (c->p >= c->end) return BAIL;
+            if (*c->p == ',') {
+                c->p++;
+                continue;
+            }
+            if (*c->p == '}') {
+                c->p++;
+                break;
+            }
+            return BAIL;
+        }
+    }
+    for (int i = 0; i < n->nchildren; i++) {
+        if (!n->seen[i] && (r = append_null(n->children[i]))) return r;
+    }
+    return valid(n);
+}
+
+static int parse_value(Node *n, Cur *c) {
+    int r, integral;
+    ws(c);
+    if (c->p >= c->end) return BAIL;
+    if (*c->p == 'n') return literal(c, "null", 4) ? BAIL : append_null(n);
+    switch (n->kind) {
+    case K_STRUCT:
+        return *c->p == '{' ? parse_object(n, c) : BAIL;
+    case K_STRING:
+        if (*c->p != '"') return BAIL;
+        if ((r = scan_string(c, &n->data)) || (r = append_offset(n))) return r;
+        return valid(n);
+    case K_BOOL: {
+        int v = *c->p == 't';
+        if (literal(c, v ? "true" : "false", v ? 4 : 5)) return BAIL;
+        if ((r = append_bit(&n->values, n->length, v))) return r;
+        return valid(n);
+    }
+    case K_INT64: {
+        const unsigned char *s = c->p;
+        if (scan_number(c, &integral) || !integral) return BAIL;
+        int neg = *s == '-';
+        uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        for (const unsigned char *d = s + neg; d < c->p; d++) {
+            uint64_t digit = (uint64_t)(*d - '0');
+            if (v > (limit - digit) / 10) return BAIL; /* does not fit int64 */
+            v = v * 10 + digit;
+        }
+        int64_t out = neg ? (int64_t)(0 - v) : (int64_t)v;
+        if ((r = append_bytes(&n->values, &out, sizeof out))) return r;
+        return valid(n);
+    }
+    case K_DOUBLE: {
+        const unsigned char *s = c->p;
+        char *end;
+        if (scan_number(c, &integral)) return BAIL;
+        double v = strtod((const char *)s, &end); /* correctly rounded; underflow gives 0 or subnormals */
+        if ((const unsigned char *)end != c->p || isinf(v)) return BAIL;
+        if ((r = append_bytes(&n->values, &v, sizeof v))) return r;
+        return valid(n);
+    }
+    default: /* K_NULL: only null fits */
+        return BAIL;
+    }
+}
+
+/* -- plan and results ------------------------------------------------------------------------- */
+
+static void free_node(Node *n) {
+    if (n == NULL) return;
+    for (int i = 0; i < n->nchildren; i++) free_node(n->children[i]);
+    free(n->children);
+    free(n->seen);
+    free(n->validity.p);
+    free(n->values.p);
+    free(n->data.p);
+    free(n);
+}
+
+static Node *build_node(PyObject *plan, Py_ssize_t *at) {
+    if (*at >= PyList_GET_SIZE(plan)) {
+        PyErr_SetString(PyExc_ValueError, "plan ended early");
+        return NULL;
+    }
+    PyObject *spec = PyList_GET_ITEM(plan, *at);
+    (*at)++;
+    int kind, nchildren, strict;
+    const char *name;
+    Py_ssize_t name_len;
+    if (!PyArg_ParseTuple(spec, "iy#ii", &kind, &name, &name_len, &nchildren, &strict)) return NULL;
+    Node *n = calloc(1, sizeof(Node));
+    if (n == NULL) return (Node *)PyErr_NoMemory();
+    n->kind = kind;
+    n->strict = strict;
+    n->name = name;
+    n->name_len = name_len;
+    if (kind == K_STRUCT && nchildren > 0) {
+        n->children = calloc((size_t)nchildren, sizeof(Node *));
+        n->seen = calloc((size_t)nchildren, 1);
+        if (n->children == NULL || n->seen == NULL) {
+            free_node(n);
+            return (Node *)PyErr_NoMemory();
+        }
+        for (int i = 0; i < nchildren; i++) {
+            n->children[i] = build_node(plan, at);
+            n->nchildren = i + 1;
+            if (n->children[i] == NULL) {
+                free_node(n);
+                return NULL;
+            }
+        }
+    } else if (kind == K_STRUCT) {
+        n->seen = calloc(1, 1);
+    }
+    if (kind == K_STRING && append_offset(n)) {
+        free_node(n);
+        return (Node *)PyErr_NoMemory();
+    }
+    return n;
+}
+
+static int export_node(Node *n, PyObject *out) {
+    PyObject *item;
+    PyObject *validity = PyBytes_FromStringAndSize(n->validity.p ? n->validity.p : "", (Py_ssize_t)n->validity.len);
+    if (validity == NULL) return -1;
+    if (n->kind == K_STRING) {
+        item = Py_BuildValue("(LNy#y#)", (long long)n->nulls, validity, n->values.p, (Py_ssize_t)n->values.len,
+                             n->data.p ? n->data.p : "", (Py_ssize_t)n->data.len);
+    } else if (n->kind == K_INT64 || n->kind == K_DOUBLE || n->kind == K_BOOL) {
+        item = Py_BuildValue("(LNy#)", (long long)n->nulls, validity, n->values.p ? n->values.p : "",
+                             (Py_ssize_t)n->values.len);
+    } else {
+        item = Py_BuildValue("(LN)", (long long)n->nulls, validity);
+    }
+    if (item == NULL || PyList_Append(out, item) < 0) {
+        Py_XDECREF(item);
+        return -1;
+    }
+    Py_DECREF(item);
+    for (int i = 0; i < n->nchildren; i++) {
+        if (export_node(n->children[i], out) < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *fastjson_decode(PyObject *self, PyObject *args) {
+    Py_buffer data, starts, lengths;
+    PyObject *plan;
+    if (!PyArg_ParseTuple(args, "y*y*y*O!", &data, &starts, &lengths, &PyList_Type, &plan)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t at = 0, count = starts.len / (Py_ssize_t)sizeof(int64_t);
+    Node *root = NULL;
+    if (lengths.len != starts.len) {
+        PyErr_SetString(PyExc_ValueError, "starts and lengths differ in size");
+        goto done;
+    }
+    root = build_node(plan, &at);
+    if (root == NULL) goto done;
+    if (root->kind != K_STRUCT) {
+        PyErr_SetString(PyExc_ValueError, "the plan's root must be a struct");
+        goto done;
+    }
+    const int64_t *s = starts.buf, *l = lengths.buf;
+    const unsigned char *base = data.buf;
+    int r = OK;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count && r == OK; i++) {
+        if (s[i] < 0 || l[i] < 0 || s[i] + l[i] > data.len) {
+            r = BAIL;
+            break;
+        }
+        Cur c = {base + s[i], base + s[i] + l[i]};
+        ws(&c);
+        if (c.p >= c.end || *c.p != '{') {
+            r = BAIL;
+            break;
+        }
+        r = parse_object(root, &c);
+        ws(&c);
+        if (r == OK && c.p != c.end) r = BAIL;
+    }
+    Py_END_ALLOW_THREADS
+    if (r == NOMEM) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (r == BAIL) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    result = PyList_New(0);
+    if (result != NULL && export_node(root, result) < 0) Py_CLEAR(result);
+done:
+    free_node(root);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&lengths);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", fastjson_decode, METH_VARARGS, "Parse JSON objects of a known shape into Arrow buffers, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_fastjson", .m_doc = NULL, .m_size = -1, .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__fastjson(void) { return PyModule_Create(&module); }

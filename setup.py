@@ -1,0 +1,14 @@
+"""Only the optional C extension of the decode stage; everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "ingestion._fastjson",
+            ["ingestion/_fastjson.c"],
+            optional=True,  # no C compiler: decoding takes the general (pyarrow.json) path
+            extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        )
+    ]
+)

@@ -187,11 +187,22 @@ static int put_utf8(Buf *out, uint32_t cp) {
     return out ? append_bytes(out, b, n) : OK;
 }
 
+/* Whether any of 8 bytes is a quote, a backslash or a control character (may also flag bytes
+ * after the first such byte; callers then look byte by byte). */
+static inline int special8(const unsigned char *p) {
+    uint64_t w, ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    memcpy(&w, p, 8);
+    uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+    uint64_t control = (w - ones * 0x20) & ~w & highs;
+    return (control | ((quote - ones) & ~quote & highs) | ((slash - ones) & ~slash & highs)) != 0;
+}
+
 /* A string at c->p (the opening quote), unescaped into out (NULL: only validated). */
 static int scan_string(Cur *c, Buf *out) {
     c->p++;
     for (;;) {
         const unsigned char *s = c->p;
+        while (c->end - c->p >= 8 && !special8(c->p)) c->p += 8;
         while (c->p < c->end && *c->p != '"' && *c->p != '\\' && *c->p >= 0x20) c->p++;
         if (out && c->p > s && append_bytes(out, s, (size_t)(c->p - s))) return NOMEM;
         if (c->p >= c->end || *c->p < 0x20) return BAIL;

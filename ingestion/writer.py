@@ -56,6 +56,7 @@ class WriteMetrics:
 class DeltaWriter:
     storage_options: dict[str, str]
     _handles: dict[str, DeltaTable] = field(default_factory=dict)
+    _missing: dict[str, float] = field(default_factory=dict)  # uri -> when it was last not found
 
     def open(self, uri: str, *, refresh: bool = True) -> DeltaTable | None:
         """The table at ``uri`` (its latest version), or None if it does not exist yet."""
@@ -73,8 +74,16 @@ class DeltaWriter:
         return table
 
     def schema(self, uri: str) -> pa.Schema | None:
+        """The table's schema as last loaded (None: no table yet; asked again after a second)."""
+        missing = self._missing.get(uri)
+        if missing is not None and time.monotonic() - missing < 1.0:
+            return None
         table = self.open(uri, refresh=False)
-        return None if table is None else pa.schema(table.schema().to_arrow())
+        if table is None:
+            self._missing[uri] = time.monotonic()
+            return None
+        self._missing.pop(uri, None)
+        return pa.schema(table.schema().to_arrow())
 
     def append(
         self,

@@ -10,7 +10,8 @@
  *
  * Plan nodes: (kind, name, number of children, strict). Kinds: 0 struct, 1 int64, 2 float64,
  * 3 bool, 4 string, 5 null. A non-strict struct skips (but still validates) unknown keys.
- * Returned per node: (null_count, validity[, values[, string data]]).
+ * Returned per node: (null_count, validity[, values[, string data]]), each buffer handed over
+ * without a copy as (address, size, owner).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -296,15 +297,23 @@ static int skip_value(Cur *c, int depth) {
 
 static int parse_value(Node *n, Cur *c);
 
+static inline int same_key(const Node *n, const unsigned char *key, size_t len) {
+    if ((size_t)n->name_len != len) return 0;
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)n->name[i] != key[i]) return 0;
+    }
+    return 1;
+}
+
 static int find_child(Node *n, const unsigned char *key, size_t len) {
     int h = n->hint;
-    if (h < n->nchildren && (size_t)n->children[h]->name_len == len && memcmp(n->children[h]->name, key, len) == 0) {
+    if (h < n->nchildren && same_key(n->children[h], key, len)) {
         n->hint = h + 1;
         return h;
     }
     for (int i = 0; i < n->nchildren; i++) {
         Node *ch = n->children[i];
-        if ((size_t)ch->name_len == len && memcmp(ch->name, key, len) == 0) {
+        if (same_key(ch, key, len)) {
             n->hint = i + 1;
             return i;
         }
@@ -325,14 +334,22 @@ static int parse_object(Node *n, Cur *c) {
             ws(c);
             if (c->p >= c->end || *c->p != '"') return BAIL;
             const unsigned char *key = ++c->p;
-            while (c->p < c->end && *c->p != '"' && *c->p != '\\' && *c->p >= 0x20) c->p++;
-            if (c->p >= c->end || *c->p != '"') return BAIL; /* escaped or broken key: general path */
-            size_t len = (size_t)(c->p - key);
-            c->p++;
+            int i = -1;
+            Node *expected = n->hint < n->nchildren ? n->children[n->hint] : NULL;
+            if (expected && c->end - key > expected->name_len &&
+                memcmp(key, expected->name, (size_t)expected->name_len) == 0 && key[expected->name_len] == '"') {
+                i = n->hint++; /* the usual case: keys come in the order last seen */
+                c->p = key + expected->name_len + 1;
+            } else {
+                while (c->p < c->end && *c->p != '"' && *c->p != '\\' && *c->p >= 0x20) c->p++;
+                if (c->p >= c->end || *c->p != '"') return BAIL; /* escaped or broken key: general path */
+                size_t len = (size_t)(c->p - key);
+                c->p++;
+                i = find_child(n, key, len);
+            }
             ws(c);
             if (c->p >= c->end || *c->p != ':') return BAIL;
             c->p++;
-            int i = find_child(n, key, len);
             if (i < 0) {
                 if (n->strict || skip_value(c, 0)) return BAIL;
             } else {
@@ -407,6 +424,19 @@ static int parse_value(Node *n, Cur *c) {
 
 /* -- plan and results ------------------------------------------------------------------------- */
 
+/* Room for ``count`` rows up front: no regrowth (and page faults) while parsing. */
+static int presize(Node *n, Py_ssize_t count) {
+    size_t rows = (size_t)count;
+    if (reserve(&n->validity, rows / 8 + 1)) return NOMEM;
+    if ((n->kind == K_INT64 || n->kind == K_DOUBLE) && reserve(&n->values, 8 * rows)) return NOMEM;
+    if (n->kind == K_BOOL && reserve(&n->values, rows / 8 + 1)) return NOMEM;
+    if (n->kind == K_STRING && (reserve(&n->values, 4 * rows) || reserve(&n->data, 16 * rows))) return NOMEM;
+    for (int i = 0; i < n->nchildren; i++) {
+        if (presize(n->children[i], count)) return NOMEM;
+    }
+    return OK;
+}
+
 static void free_node(Node *n) {
     if (n == NULL) return;
     for (int i = 0; i < n->nchildren; i++) free_node(n->children[i]);
@@ -460,21 +490,36 @@ static Node *build_node(PyObject *plan, Py_ssize_t *at) {
     return n;
 }
 
+static void free_capsule(PyObject *capsule) { free(PyCapsule_GetPointer(capsule, "lakeport.buffer")); }
+
+/* A buffer handed over without a copy: (address, size, owner); the owner frees it. */
+static PyObject *export_buf(Buf *b) {
+    if (b->p == NULL && (b->p = malloc(1)) == NULL) return PyErr_NoMemory();
+    PyObject *owner = PyCapsule_New(b->p, "lakeport.buffer", free_capsule);
+    if (owner == NULL) return NULL;
+    PyObject *out = Py_BuildValue("(KnN)", (unsigned long long)(uintptr_t)b->p, (Py_ssize_t)b->len, owner);
+    b->p = NULL; /* owned by the capsule now (also if building the tuple failed: it holds the capsule) */
+    b->len = b->cap = 0;
+    return out;
+}
+
 static int export_node(Node *n, PyObject *out) {
     PyObject *item;
-    PyObject *validity = PyBytes_FromStringAndSize(n->validity.p ? n->validity.p : "", (Py_ssize_t)n->validity.len);
-    if (validity == NULL) return -1;
-    if (n->kind == K_STRING) {
-        item = Py_BuildValue("(LNy#y#)", (long long)n->nulls, validity, n->values.p, (Py_ssize_t)n->values.len,
-                             n->data.p ? n->data.p : "", (Py_ssize_t)n->data.len);
-    } else if (n->kind == K_INT64 || n->kind == K_DOUBLE || n->kind == K_BOOL) {
-        item = Py_BuildValue("(LNy#)", (long long)n->nulls, validity, n->values.p ? n->values.p : "",
-                             (Py_ssize_t)n->values.len);
-    } else {
-        item = Py_BuildValue("(LN)", (long long)n->nulls, validity);
+    int bufs = n->kind == K_STRING ? 3 : (n->kind == K_INT64 || n->kind == K_DOUBLE || n->kind == K_BOOL) ? 2 : 1;
+    Buf *order[3] = {&n->validity, &n->values, &n->data};
+    item = PyTuple_New(1 + bufs);
+    if (item == NULL) return -1;
+    PyTuple_SET_ITEM(item, 0, PyLong_FromLongLong((long long)n->nulls));
+    for (int i = 0; i < bufs; i++) {
+        PyObject *buf = export_buf(order[i]);
+        if (buf == NULL) {
+            Py_DECREF(item);
+            return -1;
+        }
+        PyTuple_SET_ITEM(item, 1 + i, buf);
     }
-    if (item == NULL || PyList_Append(out, item) < 0) {
-        Py_XDECREF(item);
+    if (PyList_Append(out, item) < 0) {
+        Py_DECREF(item);
         return -1;
     }
     Py_DECREF(item);
@@ -499,6 +544,10 @@ static PyObject *fastjson_decode(PyObject *self, PyObject *args) {
     if (root == NULL) goto done;
     if (root->kind != K_STRUCT) {
         PyErr_SetString(PyExc_ValueError, "the plan's root must be a struct");
+        goto done;
+    }
+    if (presize(root, count)) {
+        PyErr_NoMemory();
         goto done;
     }
     const int64_t *s = starts.buf, *l = lengths.buf;

@@ -38,6 +38,8 @@ def plan_for(fields: Sequence[pa.Field], *, strict: bool) -> Plan | None:
 
 
 def _add(plan: Plan, field: pa.Field, *, strict: bool) -> bool:
+    if any(c in field.name for c in '"\\') or not field.name.isprintable():
+        return False  # a key that JSON must escape: matched by the general path only
     if pa.types.is_struct(field.type):
         plan.append((_STRUCT, field.name.encode(), field.type.num_fields, int(strict)))
         return all(_add(plan, child, strict=strict) for child in field.type)
@@ -100,13 +102,13 @@ def parse(values: Sequence[bytes], plan: Plan, data: bytes | None = None) -> pa.
 def _arrays(fields: list[pa.Field], buffers, n: int) -> tuple[list[pa.Array], None]:  # type: ignore[no-untyped-def]
     out = []
     for f in fields:
-        nulls, validity, *rest = next(buffers)
-        mask = pa.py_buffer(validity) if nulls else None
+        nulls, validity, *rest = (b if isinstance(b, int) else pa.foreign_buffer(*b) for b in next(buffers))
+        mask = validity if nulls else None
         if pa.types.is_struct(f.type):
             children, _ = _arrays(list(f.type), buffers, n)
             out.append(pa.Array.from_buffers(f.type, n, [mask], null_count=nulls, children=children))
         elif pa.types.is_null(f.type):
             out.append(pa.nulls(n))
         else:
-            out.append(pa.Array.from_buffers(f.type, n, [mask, *map(pa.py_buffer, rest)], null_count=nulls))
+            out.append(pa.Array.from_buffers(f.type, n, [mask, *rest], null_count=nulls))
     return out, None

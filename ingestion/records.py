@@ -36,7 +36,10 @@ class RawBatch:
 
     @property
     def nbytes(self) -> int:
-        return sum(len(v) for v in self.values if v is not None)
+        try:
+            return sum(map(len, self.values))  # type: ignore[arg-type]
+        except TypeError:  # a tombstone (None) among them
+            return sum(len(v) for v in self.values if v is not None)
 
     def message(self, i: int) -> RawMessage:
         return RawMessage(

@@ -145,3 +145,10 @@ def test_the_s3_policy_is_least_privilege() -> None:
     for statement in policy["Statement"]:
         if "s3:DeleteObject" in statement["Action"] or "s3:PutObject" in statement["Action"]:
             assert all(r.startswith("arn:aws:s3:::lake/") and r.endswith("/*") for r in statement["Resource"])
+
+
+def test_the_image_builds_the_decode_fast_path() -> None:
+    dockerfile = (INFRA / "Dockerfile").read_text()
+    copied = {name for line in re.findall(r"^COPY\s+(.+)$", dockerfile, flags=re.M) for name in line.split()[:-1]}
+    assert {"setup.py", "pyproject.toml", "ingestion"} <= copied  # setup.py declares the C extension
+    assert "fast_decode.AVAILABLE" in dockerfile  # the build fails rather than shipping the slow path

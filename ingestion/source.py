@@ -61,6 +61,7 @@ class PartitionProgress:
     position: int
     drained: bool = False
     end: int | None = None  # the end to reach, fixed once the position passes high_at_assign
+    moved_at: float = field(default_factory=time.monotonic)  # when the position last moved
 
 
 @dataclass
@@ -74,6 +75,7 @@ class KafkaSource:
     _before_start: set[TP] = field(default_factory=set)  # backfilled partitions not yet past the time
     _consumer: Consumer | None = None
     _assigned_once: bool = False
+    _probed_at: float = 0.0
 
     def open(self) -> KafkaSource:
         conf = {**CONSUMER_DEFAULTS, **self.conf}
@@ -181,6 +183,7 @@ class KafkaSource:
                 progress = self.progress.get((batch.topic, batch.partition))
                 if progress is not None:
                     progress.position = batch.offsets[-1] + 1
+                    progress.moved_at = time.monotonic()
                 start = i
         return batches
 
@@ -203,7 +206,10 @@ class KafkaSource:
         The end is the watermark asked for at assignment, raised to the high watermark of the
         latest fetch response once the position passes it: some Kafka-compatible brokers answer
         ListOffsets with a stale value (the base offset of the last record batch), while fetch
-        responses carry the true end. An end-of-partition event, if enabled, also counts.
+        responses carry the true end. A partition whose tail holds no deliverable record
+        (transaction markers) never reaches that end: once it has not moved for a second, a
+        group-less probe asks whether any record is left at its position. An end-of-partition
+        event, if enabled, also counts.
         """
         if not (self._assigned_once and self.progress):
             return False
@@ -214,6 +220,14 @@ class KafkaSource:
                 fetched = self._fetched_high(tp)
                 progress.end = None if fetched < 0 else max(progress.high_at_assign, fetched)
             progress.drained = progress.end is not None and progress.position >= progress.end
+        stuck: dict[TP, int | None] = {
+            tp: p.position for tp, p in self.progress.items() if not p.drained and p.end is not None
+        }
+        now = time.monotonic()
+        if stuck and all(now - self.progress[tp].moved_at > 1.0 for tp in stuck) and now - self._probed_at > 2.0:
+            self._probed_at = now
+            for tp in set(stuck) - self.has_data_from(stuck):
+                self.progress[tp].drained = True
         return all(p.drained for p in self.progress.values())
 
     def _fetched_high(self, tp: TP) -> int:

@@ -133,7 +133,7 @@ def test_rebalance_storm_of_three_workers(local_stack: StackState, s3_lake: str,
 
 
 def test_full_disk_is_a_clear_retried_error(local_stack: StackState, tmp_path: Path) -> None:
-    """The lake on a local disk that is 'full' for the worker (RLIMIT_FSIZE: writes past 64 KiB
+    """The lake on a local disk that is 'full' for the worker (RLIMIT_FSIZE: writes past 16 KiB
     fail with EFBIG): it logs the error, retries, moves no offset; when space returns, all lands."""
     topic = unique("fault.disk")
     make_topic(local_stack, topic, 1)
@@ -143,7 +143,7 @@ def test_full_disk_is_a_clear_retried_error(local_stack: StackState, tmp_path: P
 
     def small_disk() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))  # soft: raisable later
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, resource.RLIM_INFINITY))  # soft: raisable later
 
     send(local_stack, topic, _events(0, 20000))
     with log.open("w") as out:

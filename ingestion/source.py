@@ -10,13 +10,16 @@ broker works.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
+import numpy as np
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ingestion.errors import TerminalError, TransientError
 from ingestion.records import RawBatch
@@ -148,43 +151,44 @@ class KafkaSource:
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout)
         if not messages:
             return []
-        failed = [m for m in messages if m.error() is not None]
-        if failed:
-            for m in failed:
-                self._handle_error(m.error(), m)  # type: ignore[arg-type]
+        if any(map(Message.error, messages)):
+            for m in messages:
+                if m.error() is not None:
+                    self._handle_error(m.error(), m)  # type: ignore[arg-type]
             messages = [m for m in messages if m.error() is None]
-        topics = [m.topic() for m in messages]
-        partitions = [m.partition() for m in messages]
-        batches, start, n = [], 0, len(messages)
-        for i in range(1, n + 1):
-            if i == n or partitions[i] != partitions[start] or topics[i] != topics[start]:
-                run = messages[start:i]
-                stamps = [m.timestamp()[1] for m in run]
-                tp = (str(topics[start]), int(partitions[start]))  # type: ignore[arg-type]
-                if tp in self._before_start and self.from_timestamp_ms is not None:
-                    first = next((k for k, t in enumerate(stamps) if t >= self.from_timestamp_ms), None)
-                    if first is None:  # all older than the backfill's start
-                        progress = self.progress.get(tp)
-                        if progress is not None:
-                            progress.position = run[-1].offset() + 1  # type: ignore[operator]
-                        start = i
-                        continue
-                    self._before_start.discard(tp)
-                    run, stamps = run[first:], stamps[first:]
-                batch = RawBatch(
-                    str(topics[start]),
-                    int(partitions[start]),  # type: ignore[arg-type]
-                    [m.offset() for m in run],  # type: ignore[misc]
-                    [t if t >= 0 else None for t in stamps],
-                    [m.key() for m in run],
-                    [m.value() for m in run],
-                )
-                batches.append(batch)
-                progress = self.progress.get((batch.topic, batch.partition))
-                if progress is not None:
-                    progress.position = batch.offsets[-1] + 1
-                    progress.moved_at = time.monotonic()
-                start = i
+            if not messages:
+                return []
+        batches = []
+        for start, end in _runs(messages):
+            run, first_msg = messages[start:end], messages[start]
+            raw_stamps: list[int] = [t for _, t in map(Message.timestamp, run)]
+            stamps = cast(list[int | None], raw_stamps)
+            if min(raw_stamps) < 0:  # no timestamp: None
+                stamps = [t if t >= 0 else None for t in raw_stamps]
+            tp = (str(first_msg.topic()), int(first_msg.partition()))  # type: ignore[arg-type]
+            if tp in self._before_start and self.from_timestamp_ms is not None:
+                after = self.from_timestamp_ms
+                first = next((k for k, t in enumerate(stamps) if t is not None and t >= after), None)
+                if first is None:  # all older than the backfill's start
+                    progress = self.progress.get(tp)
+                    if progress is not None:
+                        progress.position = run[-1].offset() + 1  # type: ignore[operator]
+                    continue
+                self._before_start.discard(tp)
+                run, stamps = run[first:], stamps[first:]
+            batch = RawBatch(
+                tp[0],
+                tp[1],
+                list(map(Message.offset, run)),  # type: ignore[arg-type]
+                stamps,
+                list(map(Message.key, run)),
+                list(map(Message.value, run)),
+            )
+            batches.append(batch)
+            progress = self.progress.get(tp)
+            if progress is not None:
+                progress.position = batch.offsets[-1] + 1
+                progress.moved_at = time.monotonic()
         return batches
 
     def _handle_error(self, err: KafkaError, msg: object) -> None:
@@ -307,3 +311,16 @@ class KafkaSource:
             with contextlib.suppress(KafkaException, RuntimeError):
                 self._consumer.close()
             self._consumer = None
+
+
+def _runs(messages: list[Message]) -> list[tuple[int, int]]:
+    """(start, end) of each run of consecutive messages from one topic-partition."""
+    n = len(messages)
+    partitions = np.fromiter(map(Message.partition, messages), np.int64, n)  # type: ignore[arg-type]
+    cuts = np.flatnonzero(partitions[1:] != partitions[:-1]) + 1
+    topics = list(map(Message.topic, messages))
+    if topics.count(topics[0]) != n:  # several topics: cut where the topic changes too
+        extra = [i for i in range(1, n) if topics[i] != topics[i - 1]]
+        cuts = np.union1d(cuts, np.array(extra, np.int64))
+    bounds = [0, *cuts.tolist(), n]
+    return list(itertools.pairwise(bounds))

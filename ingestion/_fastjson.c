@@ -1,7 +1,7 @@
 /* Fast path of the decode stage: JSON objects of a *known* shape straight into Arrow buffers.
  *
- * decode(data, starts, lengths, plan) parses every message data[start:start+length] as one JSON
- * object against a plan (the expected fields and their types, depth-first) and returns, per plan
+ * decode(values, plan, check_utf8) parses every message (a list of bytes) as one JSON object,
+ * optionally checking first that it is valid UTF-8, against a plan (the expected fields and their types, depth-first) and returns, per plan
  * node, the Arrow buffers of its column; or None as soon as any message does not fit the plan
  * exactly: an unknown key in a strict object, a value of another type, an integer that overflows,
  * a duplicate key, or anything that is not valid JSON. The caller then takes the general path
@@ -529,16 +529,69 @@ static int export_node(Node *n, PyObject *out) {
     return 0;
 }
 
+/* Whether [p, end) is valid UTF-8 as Python's strict codec sees it (no overlongs, no surrogates). */
+static int valid_utf8(const unsigned char *p, const unsigned char *end) {
+    while (p < end) {
+        if (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                p += 8;
+                continue;
+            }
+        }
+        unsigned char c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        int n;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (end - p <= n) return 0;
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (uint32_t)(p[i] & 0x3F);
+        }
+        if (n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
+        if (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 static PyObject *fastjson_decode(PyObject *self, PyObject *args) {
-    Py_buffer data, starts, lengths;
-    PyObject *plan;
-    if (!PyArg_ParseTuple(args, "y*y*y*O!", &data, &starts, &lengths, &PyList_Type, &plan)) return NULL;
+    PyObject *values, *plan;
+    int check_utf8;
+    if (!PyArg_ParseTuple(args, "O!O!p", &PyList_Type, &values, &PyList_Type, &plan, &check_utf8)) return NULL;
     PyObject *result = NULL;
-    Py_ssize_t at = 0, count = starts.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t at = 0, count = PyList_GET_SIZE(values);
     Node *root = NULL;
-    if (lengths.len != starts.len) {
-        PyErr_SetString(PyExc_ValueError, "starts and lengths differ in size");
+    const unsigned char **ptrs = calloc((size_t)count + 1, sizeof *ptrs);
+    Py_ssize_t *lens = calloc((size_t)count + 1, sizeof *lens);
+    if (ptrs == NULL || lens == NULL) {
+        PyErr_NoMemory();
         goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) { /* the list holds the bytes alive while unlocked */
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (!PyBytes_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "values must be bytes");
+            goto done;
+        }
+        ptrs[i] = (const unsigned char *)PyBytes_AS_STRING(v);
+        lens[i] = PyBytes_GET_SIZE(v);
     }
     root = build_node(plan, &at);
     if (root == NULL) goto done;
@@ -550,16 +603,14 @@ static PyObject *fastjson_decode(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    const int64_t *s = starts.buf, *l = lengths.buf;
-    const unsigned char *base = data.buf;
     int r = OK;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count && r == OK; i++) {
-        if (s[i] < 0 || l[i] < 0 || s[i] + l[i] > data.len) {
+        Cur c = {ptrs[i], ptrs[i] + lens[i]};
+        if (check_utf8 && !valid_utf8(c.p, c.end)) {
             r = BAIL;
             break;
         }
-        Cur c = {base + s[i], base + s[i] + l[i]};
         ws(&c);
         if (c.p >= c.end || *c.p != '{') {
             r = BAIL;
@@ -583,9 +634,8 @@ static PyObject *fastjson_decode(PyObject *self, PyObject *args) {
     if (result != NULL && export_node(root, result) < 0) Py_CLEAR(result);
 done:
     free_node(root);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&starts);
-    PyBuffer_Release(&lengths);
+    free(ptrs);
+    free(lens);
     return result;
 }
 

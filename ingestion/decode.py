@@ -84,7 +84,7 @@ def _parse_rows(
 ) -> tuple[pa.Table, pa.StructType]:
     """Parse values into row columns (CDC columns included); returns the raw row type too."""
     plan = _fast_plan(fmt, row_hint) if row_hint is not None and fast_decode.AVAILABLE else None
-    known = fast_decode.parse(values, plan, data) if plan is not None else None
+    known = fast_decode.parse(values, plan) if plan is not None else None
     if known is not None:  # every value has the shape the table knows (the usual case)
         return debezium.flatten(known) if fmt == "debezium-json" else (known, pa.struct(list(known.schema)))
     if fmt == "debezium-json":
@@ -150,6 +150,9 @@ def _parse_groups(
     groups: dict[bytes | None, list[int]] = {}
     payloads: dict[int, bytes] = {}
     clean: list[bytes] = values if len(todo) == len(values) else [values[i] for i in todo]  # type: ignore[assignment, misc]
+    fast = _fast_chunk(clean, todo, options)
+    if fast is not None:
+        return [fast]
     joined = b"\n".join(clean)
     if not joined.isascii():
         todo = _utf8(values, todo, bad)
@@ -178,6 +181,22 @@ def _parse_groups(
         if schemas:
             target = pa.unify_schemas(schemas, promote_options="permissive")
     return chunks
+
+
+def _fast_chunk(values: list[bytes], index: list[int], options: DecodeOptions) -> _Chunk | None:
+    """The whole batch at once, without joining it, when every value is valid UTF-8 and has the
+    shape the table knows (the usual case); None sends it down the general path."""
+    hint = _row_hint(options)
+    plan = _fast_plan(options.format, hint) if hint is not None and fast_decode.AVAILABLE else None
+    known = fast_decode.parse(values, plan, check_utf8=True) if plan is not None else None
+    if known is None:
+        return None
+    try:  # e.g. an envelope without "op" (a wrapped message): the general path tells which
+        rows, row_type = debezium.flatten(known) if options.format == "debezium-json" else (known, hint)
+    except ValueError:
+        return None
+    rows = _rename_reserved(arrow_types.make_storable(rows), options.format)
+    return _Chunk(arrow_types.conform(rows, options.table_schema), index, row_type)
 
 
 def _parse_group(

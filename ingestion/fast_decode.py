@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pyarrow as pa
 
 try:
@@ -82,16 +81,12 @@ def _fields(plan: Plan, at: int, count: int) -> tuple[list[pa.Field], int]:
     return out, at
 
 
-def parse(values: Sequence[bytes], plan: Plan, data: bytes | None = None) -> pa.Table | None:
-    """Parse ``values`` (``data``: the same, newline-joined) by ``plan``; None if any value does
-    not fit it."""
+def parse(values: Sequence[bytes], plan: Plan, *, check_utf8: bool = False) -> pa.Table | None:
+    """Parse ``values`` by ``plan``; None if any value does not fit it (or, with ``check_utf8``,
+    is not valid UTF-8)."""
     if _fastjson is None or not values:
         return None
-    data = b"\n".join(values) if data is None else data
-    lengths = np.fromiter(map(len, values), np.int64, len(values))
-    starts = np.zeros(len(values), np.int64)
-    np.cumsum(lengths[:-1] + 1, out=starts[1:])
-    buffers = _fastjson.decode(data, starts.tobytes(), lengths.tobytes(), plan)
+    buffers = _fastjson.decode(values if isinstance(values, list) else list(values), plan, check_utf8)
     if buffers is None:
         return None
     schema = plan_schema(plan)

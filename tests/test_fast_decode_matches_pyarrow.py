@@ -159,11 +159,33 @@ def test_conforming_records_always_take_the_fast_path(records: list[dict[str, An
     assert fast.equals(expected), (values, fast.to_pylist(), expected.to_pylist())
 
 
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ('{"name": "Zoë, 東京, 😀"}'.encode(), True),
+        (b'{"name": "\xff"}', False),  # not UTF-8
+        (b'{"name": "\xc0\xaf"}', False),  # overlong
+        (b'{"name": "\xed\xa0\x80"}', False),  # an encoded surrogate
+        (b'{"name": "\xf4\x90\x80\x80"}', False),  # beyond U+10FFFF
+        (b'{"name": "\xe2\x82"}', False),  # truncated
+    ],
+)
+def test_utf8_is_checked_like_python_does(value: bytes, ok: bool) -> None:
+    try:
+        value.decode("utf-8")
+        assert ok
+    except UnicodeDecodeError:
+        assert not ok
+    assert (fast_decode.parse([value], PLAN, check_utf8=True) is not None) == ok
+
+
 def test_decode_gives_the_same_rows_with_and_without_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     events = list(bench_events(3000, seed=7))
     first = decode(raw_batch([v for _, v in events[:100]], "debezium-json"), options=DecodeOptions("debezium-json"))
     options = DecodeOptions("debezium-json", first.rows.schema)
-    batch = raw_batch([v for _, v in events[100:]] + [b"{not json", b'{"op": "x"}'], "debezium-json")
+    accented = events[100][1].replace(b'"EUR"', '"€uro"'.encode())
+    bad = [b"{not json", b'{"op": "x"}', events[101][1].replace(b'"EUR"', b'"\xffUR"')]
+    batch = raw_batch([accented] + [v for _, v in events[101:]] + bad, "debezium-json")
     calls: list[bool] = []
     real = fast_decode.parse
 
@@ -177,12 +199,12 @@ def test_decode_gives_the_same_rows_with_and_without_the_fast_path(monkeypatch: 
     assert any(calls), "the fast path was never taken"
     monkeypatch.setattr(fast_decode, "AVAILABLE", False)
     slow = decode(batch, options=options)
-    assert (
-        [d.message.offset for d in fast.dead_letters] == [d.message.offset for d in slow.dead_letters] == [2900, 2901]
-    )
+    assert [d.message.offset for d in fast.dead_letters] == [d.message.offset for d in slow.dead_letters]
+    assert [d.message.offset for d in fast.dead_letters] == [2900, 2901, 2902]
     keep = [c for c in fast.rows.column_names if c != "_ingested_at"]
     assert fast.rows.num_rows == 2900 and fast.rows.select(keep).equals(slow.rows.select(keep))
     assert set(fast.rows.column("_op").to_pylist()) == {"c", "u", "d"}
+    assert "€uro" in fast.rows.column("currency").to_pylist()
     deletes = fast.rows.filter(pa.compute.equal(fast.rows["_op"], "d"))
     assert deletes.num_rows and deletes.column("customer_id").null_count == deletes.num_rows  # image: before
     assert debezium.SOURCE_FIELDS[0].name == "ts_ms"

@@ -11,7 +11,8 @@ batch takes the general path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -90,20 +91,21 @@ def parse(values: Sequence[bytes], plan: Plan, *, check_utf8: bool = False) -> p
     if buffers is None:
         return None
     schema = plan_schema(plan)
-    arrays, _ = _arrays(list(schema), iter(buffers[1:]), len(values))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(_arrays(list(schema), iter(buffers[1:]), len(values)), schema=schema)
 
 
-def _arrays(fields: list[pa.Field], buffers, n: int) -> tuple[list[pa.Array], None]:  # type: ignore[no-untyped-def]
+def _arrays(fields: list[pa.Field], buffers: Iterator[tuple[Any, ...]], n: int) -> list[pa.Array]:
+    """Arrow arrays over the C buffers (per field, depth-first: null count, then (address, size,
+    owner) per buffer; the owner frees the memory when Arrow lets go of it)."""
     out = []
     for f in fields:
         nulls, validity, *rest = (b if isinstance(b, int) else pa.foreign_buffer(*b) for b in next(buffers))
         mask = validity if nulls else None
         if pa.types.is_struct(f.type):
-            children, _ = _arrays(list(f.type), buffers, n)
+            children = _arrays(list(f.type), buffers, n)
             out.append(pa.Array.from_buffers(f.type, n, [mask], null_count=nulls, children=children))
         elif pa.types.is_null(f.type):
             out.append(pa.nulls(n))
         else:
             out.append(pa.Array.from_buffers(f.type, n, [mask, *rest], null_count=nulls))
-    return out, None
+    return out

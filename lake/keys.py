@@ -1,21 +1,27 @@
-"""Key translation: one logical table fed by several source databases whose keys collide.
+"""Keys: reading a table's rows for a set of keys, and key translation across sources.
 
 A table with ``source_key: [source_db]`` keys silver rows by (source, primary key): customer 42
 of database A and customer 42 of database B are two rows. Each such key also gets a stable
 surrogate ``lake_id`` from an append-only key map (``ops.<name>_key_map``): assigned once, on
 first sight, and never reused — a deleted and re-created key gets its old id back, and no id ever
-names another key. Assignment is idempotent, so a silver run that crashes after extending the
-map and retries assigns the same ids.
+names another key. The last id handed out is an app transaction (``lakeport-keymap``) of the
+map's own log, so two runs that allocate at once conflict and one of them retries: ids are unique.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+from lake.errors import KeyMissing
+from lake.changes import create_once
+from lake.tables import open_table, quote
 
 # source_key entry -> (bronze column, silver column)
 SOURCE_FIELDS = {
@@ -23,54 +29,91 @@ SOURCE_FIELDS = {
     "source_schema": ("_source_schema", "source_schema"),
     "topic": ("_topic", "source_topic"),
 }
+KEY_MAP_APP = "lakeport-keymap"
 
 
 def silver_key(key: Sequence[str], source_key: Sequence[str]) -> list[str]:
     return [SOURCE_FIELDS[s][1] for s in source_key] + list(key)
 
 
-def with_source_columns(changes: pa.Table, source_key: Sequence[str]) -> pa.Table:
+def with_source_columns(changes: pa.Table, source_key: Sequence[str], *, table: str = "") -> pa.Table:
     """Copy the source fields named in ``source_key`` into data columns silver keeps and keys on."""
     for entry in source_key:
         bronze, column = SOURCE_FIELDS[entry]
         if bronze not in changes.column_names:
-            raise ValueError(f"source_key {entry!r} needs the bronze column {bronze}, which is missing")
+            raise KeyMissing(f"source_key {entry!r} needs the bronze column {bronze}, which is missing", table=table)
         if column not in changes.column_names:
             changes = changes.append_column(column, changes[bronze].cast(pa.string()))
     return changes
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def rows_for_keys(table: DeltaTable | None, keys: pa.Table, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """The rows of ``table`` whose key (the columns of ``keys``) is in ``keys``. Files are pruned by
+    their key ranges (Delta statistics), so the work follows the number of keys, not the table."""
+    if table is None:
+        return None
+    dataset = table.to_pyarrow_dataset()
+    names = set(dataset.schema.names)
+    if keys.num_rows == 0 or any(k not in names for k in keys.column_names):
+        return None
+    tests = []
+    for name in keys.column_names:
+        values = pc.unique(keys[name].drop_null()) if keys[name].null_count else pc.unique(keys[name])
+        field = ds.field(name)
+        if len(values) and not pa.types.is_boolean(values.type):
+            low, high = pc.min_max(values).values()
+            tests.append((field >= low) & (field <= high))
+        tests.append(field.isin(values.cast(dataset.schema.field(name).type)))
+    wanted = [c for c in columns if c in names] if columns is not None else None
+    return dataset.to_table(columns=wanted, filter=reduce(lambda a, b: a & b, tests))
 
 
 def assign_lake_ids(
     latest: pa.Table, key_map_uri: str, key: Sequence[str], *, storage_options: dict[str, str] | None = None
 ) -> tuple[pa.Table, int]:
     """``latest`` with a ``lake_id`` column; keys seen for the first time are appended to the map.
-    Returns (rows, ids assigned now)."""
+    Returns (rows, ids assigned now). Raises ``CommitFailedError`` when another run allocated at
+    the same time: the caller starts over and finds those ids in the map."""
     if latest.num_rows == 0:
         return latest.append_column("lake_id", pa.array([], pa.int64())), 0
     con = duckdb.connect()
-    keys = ", ".join(_q(k) for k in key)
-    con.register("latest", latest.select(list(key)))
-    try:
-        con.register("map", DeltaTable(key_map_uri, storage_options=storage_options or None).to_pyarrow_dataset())
-        next_id = con.execute("SELECT coalesce(max(lake_id), 0) + 1 FROM map").fetchone()[0]  # type: ignore[index]
-    except TableNotFoundError:
-        con.execute(f"CREATE TABLE map AS SELECT {keys}, 0::BIGINT AS lake_id FROM latest LIMIT 0")
-        next_id = 1
-    new = con.execute(
-        f"SELECT DISTINCT {keys} FROM latest ANTI JOIN map USING ({keys}) ORDER BY {keys}"
-    ).to_arrow_table()
-    if new.num_rows:
-        new = new.append_column("lake_id", pa.array(range(next_id, next_id + new.num_rows), pa.int64()))
-        write_deltalake(key_map_uri, new, mode="append", storage_options=storage_options or None)
-        con.register("fresh", new)
-        con.execute("CREATE OR REPLACE VIEW ids AS SELECT * FROM map UNION ALL BY NAME SELECT * FROM fresh")
+    cols = ", ".join(quote(k) for k in key)
+    wanted = con.from_arrow(latest.select(list(key))).query("w", f"SELECT DISTINCT {cols} FROM w").to_arrow_table()
+    table = open_table(key_map_uri, storage_options) or create_once(
+        key_map_uri, wanted.schema.append(pa.field("lake_id", pa.int64())), storage_options=storage_options, name=key_map_uri
+    )  # one creator wins; everyone appends through a handle, fenced by the app transaction
+    known = rows_for_keys(table, wanted, [*key, "lake_id"])
+    con.register("wanted", wanted)
+    if known is None:
+        con.execute(f"CREATE TABLE known AS SELECT {cols}, 0::BIGINT AS lake_id FROM wanted LIMIT 0")
     else:
-        con.execute("CREATE OR REPLACE VIEW ids AS SELECT * FROM map")
+        con.register("known", known)
+    new = con.execute(f"SELECT {cols} FROM wanted ANTI JOIN known USING ({cols}) ORDER BY {cols}").to_arrow_table()
+    if new.num_rows:
+        last = _last_id(table)
+        new = new.append_column("lake_id", pa.array(range(last + 1, last + 1 + new.num_rows), pa.int64()))
+        commit = CommitProperties(app_transactions=[Transaction(app_id=KEY_MAP_APP, version=last + new.num_rows)])
+        write_deltalake(
+            table,
+            new,
+            mode="append",
+            storage_options=storage_options or None,
+            commit_properties=commit,
+        )
+        con.register("fresh", new)
+        con.execute("CREATE OR REPLACE VIEW ids AS SELECT * FROM known UNION ALL BY NAME SELECT * FROM fresh")
+    else:
+        con.execute("CREATE OR REPLACE VIEW ids AS SELECT * FROM known")
     con.register("rows", latest)
-    on = " AND ".join(f"r.{_q(k)} IS NOT DISTINCT FROM i.{_q(k)}" for k in key)
+    on = " AND ".join(f"r.{quote(k)} IS NOT DISTINCT FROM i.{quote(k)}" for k in key)
     joined = con.execute(f"SELECT r.*, i.lake_id FROM rows r LEFT JOIN ids i ON {on}").to_arrow_table()
     return joined, new.num_rows
+
+
+def _last_id(table: DeltaTable) -> int:
+    """The last id handed out: the map's app transaction (maps written before it existed: their max)."""
+    last = table.transaction_version(KEY_MAP_APP)
+    if last is not None:
+        return last
+    ids = table.to_pyarrow_dataset().to_table(columns=["lake_id"])["lake_id"]
+    return int(pc.max(ids).as_py() or 0)

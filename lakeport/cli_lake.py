@@ -23,17 +23,23 @@ def silver(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending bronze changes to silver current-state tables (and ``_history`` where configured)."""
-    from lake.refresh import refresh_silver
+    from lake.refresh import failed, refresh_silver
 
     results = refresh_silver(settings_from(config), table=table)
     if as_json:
         sys.stdout.write(json.dumps(results) + "\n")
-        return
-    _print_rows(
-        ["table", "kind", "changes", "silver version", "seconds"],
-        [(r["table"], r["kind"], r["changes"], r["version"], round(r["seconds"], 2)) for r in results],
-        "table",
-    )
+    else:
+        _print_rows(
+            ["table", "kind", "changes", "stale", "silver version", "seconds", "error"],
+            [
+                (r["table"], r["kind"], r.get("changes"), r.get("stale", ""), r.get("version"),
+                 round(r.get("seconds", 0.0), 2), r.get("error") or "")
+                for r in results
+            ],
+            "table",
+        )  # fmt: skip
+    if failed(results):
+        raise typer.Exit(1)
 
 
 @app.command()

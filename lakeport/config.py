@@ -101,6 +101,18 @@ class LakeSettings(_Section):
         return f"{base.rstrip('/')}/{layer}/{name}"
 
 
+class CdcSettings(_Section):
+    """How silver applies change streams."""
+
+    delete_retention_hours: float = Field(
+        168.0,
+        gt=0,
+        description="how long a deleted key's delete position is remembered; a replayed change older "
+        "than a delete forgotten by then re-inserts the key (keep it above the CDC topics' retention)",
+    )
+    chunk_rows: int = Field(500_000, gt=0, description="bronze change rows applied per silver commit (bounds memory)")
+
+
 class IngestSettings(_Section):
     flush_rows: int = Field(100_000, gt=0, description="flush a table's buffer at this many rows")
     flush_bytes: int = Field(64 * 1024 * 1024, gt=0, description="... or at this many raw bytes")
@@ -248,6 +260,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    cdc: CdcSettings = Field(default_factory=CdcSettings)
     tables: list[TableConfig] = Field(default_factory=list)
     sources: list[SourceSettings] = Field(default_factory=list)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)

@@ -1,0 +1,189 @@
+"""Reading bronze's change feed for silver and history, in bounded chunks of whole versions.
+
+Shared by :mod:`lake.silver` and :mod:`lake.history`; it knows the fixed set of Lakeport's own
+columns (everything else is a source column, whatever its name), a change's source position, and
+Debezium's placeholder for an unchanged TOAST value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, Schema
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from ingestion.debezium import CDC_COLUMNS
+from ingestion.decode import META_COLUMNS
+from lake.errors import ChangeFeedGone, TransientLakeError
+from lake.tables import literal, open_table, quote
+
+T = TypeVar("T")
+
+TOAST_MARKS = "_toast_unavailable"  # list<string>: columns the decoder saw a placeholder in
+# Lakeport's own bronze columns: a fixed set. Any other column (``_version`` too) is the source's.
+BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS))
+# the metadata silver and history keep next to the source columns
+KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_offset")
+# a change's source position: the LSN; a source without one is ordered by Kafka offset
+POSITION = "coalesce(_source_lsn, _offset)"
+UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
+UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
+CHUNK_ROWS = 500_000  # change rows read per chunk: memory stays bounded whatever the backlog
+_CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # first bronze version
+    end: int  # last bronze version (the watermark committed with this chunk)
+    rows: pa.Table  # the rows appended in those versions, tombstones included
+
+
+def changed_at(schema: pa.Schema) -> str:
+    """SQL for when a change happened: the source commit time (``source.ts_ms``); old Debezium
+    (``ts_usec`` only) falls back to the Kafka record time, then to when Lakeport landed it."""
+    options = ["make_timestamp(_source_ts_ms * 1000) AT TIME ZONE 'UTC'"]
+    options += [c for c in ("_timestamp", "_ingested_at") if c in schema.names]
+    return f"coalesce({', '.join(options)})" if len(options) > 1 else options[0]
+
+
+def data_columns(schema: pa.Schema) -> list[str]:
+    return [n for n in schema.names if n not in BRONZE_META]
+
+
+def _added_rows(bronze: DeltaTable, start: int, end: int) -> dict[int, int]:
+    """Rows each version appended, from the commit metrics (unknown versions count as one row)."""
+    rows: dict[int, int] = {}
+    for commit in bronze.history(end - start + 1 + (bronze.version() - end)):
+        version = commit.get("version")
+        if isinstance(version, int) and start <= version <= end:
+            metrics = commit.get("operationMetrics") or {}
+            rows[version] = int(metrics.get("num_added_rows", 1) or 0) if commit.get("operation") != "OPTIMIZE" else 0
+    return rows
+
+
+def chunks(
+    bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int = CHUNK_ROWS
+) -> Iterator[Chunk]:
+    """Versions ``start..end`` in chunks of whole versions of about ``max_rows`` rows each (a
+    version larger than that is one chunk)."""
+    sizes = _added_rows(bronze, start, end)
+    first, total = start, 0
+    for version in range(start, end + 1):
+        total += sizes.get(version, 1)
+        if total >= max_rows or version == end:
+            yield Chunk(start=first, end=version, rows=read(bronze, first, version, name=name))
+            first, total = version + 1, 0
+
+
+def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
+    """Rows appended to bronze in versions ``start..end`` (its change data feed)."""
+    try:
+        reader = bronze.load_cdf(starting_version=start, ending_version=end)
+        table = plain_types(pa.table(reader.read_all()) if hasattr(reader, "read_all") else pa.table(reader))
+    except (DeltaError, OSError) as exc:
+        text = str(exc)
+        if "not found" in text.lower() or "no such file" in text.lower() or "404" in text:
+            raise ChangeFeedGone(
+                "bronze files these versions added were vacuumed before this table applied them; "
+                "rebuild it from bronze: drop the silver table (and its history) and run `lakeport silver` again",
+                table=name,
+                versions=(start, end),
+            ) from None
+        raise TransientLakeError(f"could not read bronze's change feed: {text[:300]}", table=name) from None
+    table = table.filter(pc.equal(table["_change_type"], "insert"))
+    return table.drop_columns([c for c in _CDF_COLUMNS if c in table.column_names])
+
+
+def _plain(dtype: pa.DataType) -> pa.DataType:
+    if pa.types.is_string_view(dtype) or pa.types.is_large_string(dtype):
+        return pa.string()
+    if pa.types.is_binary_view(dtype) or pa.types.is_large_binary(dtype):
+        return pa.binary()
+    if pa.types.is_struct(dtype):
+        return pa.struct([pa.field(f.name, _plain(f.type)) for f in dtype])
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_list_view(dtype):
+        return pa.list_(_plain(dtype.value_type))
+    return dtype
+
+
+def plain_types(table: pa.Table) -> pa.Table:
+    """The change feed comes with view types; silver (and Delta) want the plain ones."""
+    schema = pa.schema([pa.field(f.name, _plain(f.type), f.nullable) for f in table.schema])
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def placeholder(column: pa.Field, schema: pa.Schema, *, alias: str = "") -> str | None:
+    """SQL that is true where ``column`` holds Debezium's unavailable-value placeholder (None:
+    this column can never hold one)."""
+    ref = alias + quote(column.name)
+    tests = []
+    if pa.types.is_string(column.type):
+        tests.append(f"{ref} IN ({literal(UNAVAILABLE)}, {literal(UNAVAILABLE_B64)})")
+    elif pa.types.is_binary(column.type):
+        tests.append(f"{ref} = encode({literal(UNAVAILABLE)})")
+    if TOAST_MARKS in schema.names:
+        tests.append(f"coalesce(list_contains({alias}{TOAST_MARKS}, {literal(column.name)}), false)")
+    return " OR ".join(f"({t})" for t in tests) or None
+
+
+def scope_id(name: str, scope: dict[str, str], *, app: str) -> str:
+    """The app id under which a truncate mark of one scope is kept in a table's Delta log."""
+    return f"{app}-truncate:{name}:{json.dumps(scope, sort_keys=True)}"
+
+
+def truncate_marks(
+    table: DeltaTable | None, name: str, scopes: Sequence[dict[str, str]], *, app: str
+) -> dict[str, int]:
+    """The position of the last truncate applied per scope (app id -> position)."""
+    if table is None:
+        return {}
+    marks = {}
+    for scope in scopes:
+        aid = scope_id(name, scope, app=app)
+        version = table.transaction_version(aid)
+        if version is not None:
+            marks[aid] = version
+    return marks
+
+
+def scope_predicate(scope: dict[str, str], *, alias: str = "") -> str:
+    """SQL selecting the rows of one truncated scope (``TRUE``: every row)."""
+    if not scope:
+        return "TRUE"
+    return " AND ".join(f"{alias}{quote(k)} = {literal(v)}" for k, v in scope.items())
+
+
+def create_once(uri: str, schema: pa.Schema, *, storage_options: dict[str, str] | None, name: str) -> DeltaTable:
+    """Create an empty table if there is none; when several processes race, one creator wins and
+    everyone gets the same table (rows are then only ever written by fenced MERGEs)."""
+    for attempt in range(1, 6):
+        table = open_table(uri, storage_options)
+        if table is not None:
+            return table
+        try:
+            return DeltaTable.create(
+                uri, Schema.from_arrow(schema), mode="error", storage_options=storage_options or None
+            )
+        except (DeltaError, CommitFailedError):
+            time.sleep(0.05 * attempt)  # another creator won: open what it made
+    raise TransientLakeError(f"could not create the table at {uri}", table=name)
+
+
+def retry_conflicts(step: Callable[[], T], *, name: str, attempts: int = 8) -> T:
+    """Run ``step`` again (it re-reads everything) when its commit lost a race to another writer."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except CommitFailedError as exc:
+            if attempt == attempts:
+                raise TransientLakeError(f"lost {attempts} commit races in a row: {exc}", table=name) from None
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")

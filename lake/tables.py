@@ -1,0 +1,81 @@
+"""The lake's tables: the one place that knows their layers, names, URIs and how to open them.
+
+Layers: ``bronze.<t>`` (what landed), ``silver.<t>`` (current state or deduplicated events),
+``silver.<t>_history`` (SCD2), ``gold.<model>``, and ``ops.*`` (dead letters, quality results,
+alerts, and per-table bookkeeping: ``ops.<t>_key_map``, ``ops.<t>_deleted_keys``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+if TYPE_CHECKING:
+    from lakeport.config import LakeSettings, TableConfig
+
+LAYERS = ("bronze", "silver", "gold", "ops")
+
+
+def quote(name: str) -> str:
+    """A SQL identifier, quoted for DuckDB and DataFusion."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_table(uri: str, storage_options: dict[str, str] | None = None) -> DeltaTable | None:
+    """The Delta table at ``uri`` at its latest version, or None if there is none yet."""
+    try:
+        return DeltaTable(uri, storage_options=storage_options or None)
+    except TableNotFoundError:
+        return None
+
+
+def history_name(name: str) -> str:
+    return f"{name}_history"
+
+
+def key_map_name(name: str) -> str:
+    return f"{name}_key_map"
+
+
+def deleted_keys_name(name: str) -> str:
+    return f"{name}_deleted_keys"
+
+
+def has_silver(table: TableConfig) -> bool:
+    """CDC tables with a key get a current-state silver table; keyed event tables a deduplicated one."""
+    return bool(table.key)
+
+
+def is_cdc(table: TableConfig) -> bool:
+    return table.format == "debezium-json" and bool(table.key)
+
+
+@dataclass(frozen=True)
+class TableUris:
+    """Where each table derived from one configured table lives."""
+
+    name: str
+    bronze: str
+    silver: str
+    history: str | None  # None: history is off for this table
+    deleted_keys: str
+    key_map: str | None  # None: no source_key, so no lake_id
+
+
+def uris(lake: LakeSettings, table: TableConfig) -> TableUris:
+    return TableUris(
+        name=table.name,
+        bronze=lake.table_uri("bronze", table.name),
+        silver=lake.table_uri("silver", table.name),
+        history=lake.table_uri("silver", history_name(table.name)) if table.history else None,
+        deleted_keys=lake.table_uri("ops", deleted_keys_name(table.name)),
+        key_map=lake.table_uri("ops", key_map_name(table.name)) if table.source_key else None,
+    )

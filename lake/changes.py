@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from ingestion.debezium import CDC_COLUMNS
@@ -69,9 +69,7 @@ def _added_rows(bronze: DeltaTable, start: int, end: int) -> dict[int, int]:
     return rows
 
 
-def chunks(
-    bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int = CHUNK_ROWS
-) -> Iterator[Chunk]:
+def chunks(bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     """Versions ``start..end`` in chunks of whole versions of about ``max_rows`` rows each (a
     version larger than that is one chunk)."""
     sizes = _added_rows(bronze, start, end)
@@ -114,9 +112,13 @@ def _plain(dtype: pa.DataType) -> pa.DataType:
     return dtype
 
 
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, _plain(f.type), f.nullable) for f in schema])
+
+
 def plain_types(table: pa.Table) -> pa.Table:
     """The change feed comes with view types; silver (and Delta) want the plain ones."""
-    schema = pa.schema([pa.field(f.name, _plain(f.type), f.nullable) for f in table.schema])
+    schema = plain_schema(table.schema)
     return table if schema.equals(table.schema) else table.cast(schema)
 
 
@@ -175,6 +177,16 @@ def create_once(uri: str, schema: pa.Schema, *, storage_options: dict[str, str] 
         except (DeltaError, CommitFailedError):
             time.sleep(0.05 * attempt)  # another creator won: open what it made
     raise TransientLakeError(f"could not create the table at {uri}", table=name)
+
+
+def record_progress(table: DeltaTable, txns: list[Transaction]) -> None:
+    """Make sure the watermark (``txns[0]``) and marks were committed: a MERGE that changed
+    nothing writes no commit, so then the app transactions are committed alone."""
+    table.update_incremental()
+    if table.transaction_version(txns[0].app_id) != txns[0].version:
+        commit = CommitProperties(app_transactions=txns)
+        table.create_write_transaction([], mode="append", schema=table.schema(), commit_properties=commit)
+        table.update_incremental()
 
 
 def retry_conflicts(step: Callable[[], T], *, name: str, attempts: int = 8) -> T:

@@ -56,57 +56,59 @@ def decide(
 ) -> Decision:
     if rows is None or rows.num_rows == 0:
         return Decision(rows=0, winners=_empty(), deletes=pa.table({}), stale=0)
-    con = duckdb.connect()
-    con.register("c", rows)
-    keys = ", ".join(quote(k) for k in key)
-    scope_cols = ", ".join(quote(s) for s in scope)
-    pos = cf.POSITION
-    new_marks, marks = _marks(con, name, scope, silver)
-    con.register("marks", marks)
-    con.execute(
-        f"CREATE TABLE ev AS SELECT DISTINCT ON ({keys}, __pos) *, {pos} AS __pos FROM c "
-        f"WHERE _op <> 't' ORDER BY {keys}, __pos, _offset DESC"
-    )
-    wanted = con.execute(f"SELECT DISTINCT {keys} FROM ev").to_arrow_table()
-    cur = keymod.rows_for_keys(silver, wanted)
-    gone = keymod.rows_for_keys(deleted, wanted, [*key, "_position"])
-    con.register("cur", cur if cur is not None else pa.table({k: wanted[k].slice(0, 0) for k in key}).append_column(
-        "_source_lsn", pa.array([], pa.int64())).append_column("_offset", pa.array([], pa.int64())))  # fmt: skip
-    con.register("gone", gone if gone is not None else pa.table({k: wanted[k].slice(0, 0) for k in key}).append_column(
-        "_position", pa.array([], pa.int64())))  # fmt: skip
-    on_marks = f"USING ({scope_cols})" if scope else "ON true"
-    con.execute(f"""
-        CREATE TABLE st AS
-        SELECT ev.*, (ev.__pos <= coalesce(k.__cpos, -1) OR ev.__pos < coalesce(g._position, -1)
-                      OR ev.__pos < coalesce(m.__mark, -1)) AS __stale
-        FROM ev
-        LEFT JOIN (SELECT {keys}, coalesce(_source_lsn, _offset) AS __cpos FROM cur) k USING ({keys})
-        LEFT JOIN gone g USING ({keys})
-        LEFT JOIN marks m {on_marks}
-    """)
-    changed = con.execute("SELECT count(*) FROM c WHERE _op <> 't'").fetchone()[0]  # type: ignore[index]
-    fresh = con.execute("SELECT count(*) FROM st WHERE NOT __stale").fetchone()[0]  # type: ignore[index]
-    schema = con.execute("SELECT * FROM st LIMIT 0").to_arrow_table().schema
-    data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__stale")]
-    out = data + [c for c in cf.KEPT_META if c in schema.names]
-    filled = _fill_placeholders(con, schema, data, keys, cur is not None)
-    winners = con.execute(f"""
-        SELECT {", ".join(quote(c) for c in out)}, __pos FROM (
-            SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY __pos DESC) AS __rn
-            FROM {filled}
-        ) WHERE __rn = 1
-    """).to_arrow_table()
-    mask = pa.compute.equal(winners["_op"], "d")
-    deletes = winners.filter(mask).select([*key, "__pos", "_source_lsn", "_offset"]).rename_columns(
-        [*key, "_position", "_source_lsn", "_offset"]
-    )
-    return Decision(
-        rows=rows.num_rows,
-        winners=_typed(winners.drop_columns(["__pos"])),
-        deletes=deletes,
-        stale=int(changed) - int(fresh),
-        new_marks=new_marks,
-    )
+    with duckdb.connect() as con:  # closed here, never by the garbage collector
+        con.register("c", rows)
+        keys = ", ".join(quote(k) for k in key)
+        scope_cols = ", ".join(quote(s) for s in scope)
+        pos = cf.POSITION
+        new_marks, marks = _marks(con, name, scope, silver)
+        con.register("marks", marks)
+        con.execute(
+            f"CREATE TABLE ev AS SELECT DISTINCT ON ({keys}, __pos) *, {pos} AS __pos FROM c "
+            f"WHERE _op <> 't' ORDER BY {keys}, __pos, _offset DESC"
+        )
+        wanted = con.execute(f"SELECT DISTINCT {keys} FROM ev").to_arrow_table()
+        cur = keymod.rows_for_keys(silver, wanted)
+        gone = keymod.rows_for_keys(deleted, wanted, [*key, "_position"])
+        none = {k: wanted[k].slice(0, 0) for k in key}
+        empty_cur = pa.table({**none, "_source_lsn": pa.array([], pa.int64()), "_offset": pa.array([], pa.int64())})
+        con.register("cur", cur if cur is not None else empty_cur)
+        con.register("gone", gone if gone is not None else pa.table({**none, "_position": pa.array([], pa.int64())}))
+        on_marks = f"USING ({scope_cols})" if scope else "ON true"
+        con.execute(f"""
+            CREATE TABLE st AS
+            SELECT ev.*, (ev.__pos <= coalesce(k.__cpos, -1) OR ev.__pos < coalesce(g._position, -1)
+                          OR ev.__pos < coalesce(m.__mark, -1)) AS __stale
+            FROM ev
+            LEFT JOIN (SELECT {keys}, coalesce(_source_lsn, _offset) AS __cpos FROM cur) k USING ({keys})
+            LEFT JOIN gone g USING ({keys})
+            LEFT JOIN marks m {on_marks}
+        """)
+        changed = con.execute("SELECT count(*) FROM c WHERE _op <> 't'").fetchone()[0]  # type: ignore[index]
+        fresh = con.execute("SELECT count(*) FROM st WHERE NOT __stale").fetchone()[0]  # type: ignore[index]
+        schema = con.execute("SELECT * FROM st LIMIT 0").to_arrow_table().schema
+        data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__stale")]
+        out = data + [c for c in cf.KEPT_META if c in schema.names]
+        filled = _fill_placeholders(con, schema, data, keys, cur is not None)
+        winners = con.execute(f"""
+            SELECT {", ".join(quote(c) for c in out)}, __pos FROM (
+                SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY __pos DESC) AS __rn
+                FROM {filled}
+            ) WHERE __rn = 1
+        """).to_arrow_table()
+        mask = pa.compute.equal(winners["_op"], "d")
+        deletes = (
+            winners.filter(mask)
+            .select([*key, "__pos", "_source_lsn", "_offset"])
+            .rename_columns([*key, "_position", "_source_lsn", "_offset"])
+        )
+        return Decision(
+            rows=rows.num_rows,
+            winners=_typed(winners.drop_columns(["__pos"])),
+            deletes=deletes,
+            stale=int(changed) - int(fresh),
+            new_marks=new_marks,
+        )
 
 
 def _typed(winners: pa.Table) -> pa.Table:
@@ -123,12 +125,13 @@ def _marks(
     """(truncates of this chunk above the marks already applied, every scope's effective mark)."""
     cols = [quote(s) for s in scope]
     select = ", ".join([*cols, "NULL AS __none"])
-    scopes = [dict(zip(scope, map(str, r[: len(scope)]), strict=True)) for r in con.execute(f"SELECT DISTINCT {select} FROM c").fetchall()]
+    scopes = [
+        dict(zip(scope, map(str, r[: len(scope)]), strict=True))
+        for r in con.execute(f"SELECT DISTINCT {select} FROM c").fetchall()
+    ]
     known = cf.truncate_marks(silver, name, scopes, app=MARK_APP)
     group = f"GROUP BY {', '.join(cols)}" if cols else ""
-    chunk = con.execute(
-        f"SELECT {', '.join([*cols, ''])} max({cf.POSITION}) FROM c WHERE _op = 't' {group}"
-    ).fetchall()
+    chunk = con.execute(f"SELECT {', '.join([*cols, ''])} max({cf.POSITION}) FROM c WHERE _op = 't' {group}").fetchall()
     new: dict[str, tuple[dict[str, str], int]] = {}
     for row in chunk:
         if row[-1] is None:
@@ -157,9 +160,18 @@ def _fill_placeholders(
     the key's previous value (an earlier change of the chunk, else silver's row; none: NULL)."""
     tests = {c: cf.placeholder(schema.field(c), schema) for c in data}
     tests = {c: t for c, t in tests.items() if t}
-    if not tests or not con.execute(f"SELECT count(*) FROM st WHERE NOT __stale AND ({' OR '.join(tests.values())})").fetchone()[0]:  # type: ignore[index]  # noqa: E501
+    if (
+        not tests
+        or not con.execute(f"SELECT count(*) FROM st WHERE NOT __stale AND ({' OR '.join(tests.values())})").fetchone()[
+            0
+        ]
+    ):  # type: ignore[index]
         return "(SELECT * FROM st WHERE NOT __stale)"
-    cur = "UNION ALL BY NAME SELECT *, coalesce(_source_lsn, _offset) AS __pos, true AS __is_cur FROM cur" if with_cur else ""
+    cur = (
+        "UNION ALL BY NAME SELECT *, coalesce(_source_lsn, _offset) AS __pos, true AS __is_cur FROM cur"
+        if with_cur
+        else ""
+    )
     window = f"(PARTITION BY {keys} ORDER BY __pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
     replaced = ", ".join(
         f"CASE WHEN coalesce({t}, false) THEN last_value(CASE WHEN NOT coalesce({t}, false) AND _op <> 'd' "

@@ -25,6 +25,8 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.fs import DeltaStorageHandler
 
+from lake.tables import open_table
+
 DEFAULT_MIN_RETENTION_HOURS = 168.0  # one week: readers of an older snapshot keep their files
 _ZORDER_KEY = "lakeport.zorder"  # commit metadata: the columns a Z-order commit clustered by
 
@@ -140,6 +142,29 @@ def compact(
         )
 
 
+def unapplied_floor(
+    bronze_uri: str, downstream: Sequence[tuple[str, str]], *, storage_options: dict[str, str] | None = None
+) -> int | None:
+    """The oldest bronze version a downstream table (``(uri, app id)``: silver, history) has not
+    applied yet; None when nothing reads this table. A missing downstream table needs version 0."""
+    floors = []
+    for uri, app in downstream:
+        table = open_table(uri, storage_options)
+        done = table.transaction_version(app) if table is not None else None
+        floors.append(0 if done is None else done + 1)
+    return min(floors) if floors else None
+
+
+def _hours_since_version(table: DeltaTable, version: int) -> float:
+    """Hours since ``version`` was committed (0 when it is not committed yet)."""
+    if version > table.version():
+        return 0.0
+    for commit in table.history(table.version() - version + 1):
+        if commit.get("version") == version and commit.get("timestamp"):
+            return max(0.0, (time.time() * 1000 - float(commit["timestamp"])) / 3_600_000)
+    return float("inf")  # its commit entry is gone: keep everything
+
+
 def vacuum(
     uri: str,
     *,
@@ -147,13 +172,17 @@ def vacuum(
     retention_hours: float,
     min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
     dry_run: bool = False,
+    keep_from_version: int | None = None,
 ) -> VacuumResult:
     """Delete data files the log no longer references (removed by compaction, MERGE, delete ...)
     whose removal is older than ``retention_hours``; with ``dry_run`` only list them.
 
     ``retention_hours`` below ``min_retention_hours`` is refused: a reader or a time-travel query
     still on an older snapshot would lose its files. Files never committed (an in-flight write) are
-    not touched. Fractional hours are rounded up (delta-rs takes whole hours)."""
+    not touched. Fractional hours are rounded up (delta-rs takes whole hours).
+
+    ``keep_from_version`` (see :func:`unapplied_floor`) raises the retention so that every file a
+    version from there on added stays: the change feed silver and history still need."""
     if retention_hours < 0 or math.isnan(retention_hours):
         raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
     if retention_hours < min_retention_hours:
@@ -163,6 +192,11 @@ def vacuum(
         )
     started = time.monotonic()
     table = _open(uri, storage_options)
+    if keep_from_version is not None:
+        needed = _hours_since_version(table, keep_from_version)
+        if needed == float("inf"):
+            return VacuumResult(files=(), dry_run=dry_run, retention_hours=needed, seconds=time.monotonic() - started)
+        retention_hours = max(retention_hours, needed + 1.0)
     # our guard above is the policy; delta-rs' own check would compare with
     # delta.deletedFileRetentionDuration (7 days by default) instead of the configured floor
     removed = table.vacuum(
@@ -181,13 +215,23 @@ def _log_files(uri: str, storage_options: dict[str, str] | None) -> int:
     return sum(1 for info in fs.get_file_info(pafs.FileSelector("_delta_log")) if info.type == pafs.FileType.File)
 
 
-def checkpoint(uri: str, *, storage_options: dict[str, str] | None = None, cleanup: bool = True) -> CheckpointResult:
+def checkpoint(
+    uri: str,
+    *,
+    storage_options: dict[str, str] | None = None,
+    cleanup: bool = True,
+    keep_from_version: int | None = None,
+    log_retention_hours: float = 30 * 24,
+) -> CheckpointResult:
     """Write a checkpoint of the latest version; with ``cleanup``, then delete log entries older
-    than the table's ``delta.logRetentionDuration`` (30 days by default)."""
+    than the table's ``delta.logRetentionDuration`` (30 days by default) — unless that would drop
+    the commit of ``keep_from_version`` (a version downstream tables have not applied yet)."""
     started = time.monotonic()
     table = _open(uri, storage_options)
     before = _log_files(uri, storage_options)
     table.create_checkpoint()
+    if keep_from_version is not None and _hours_since_version(table, keep_from_version) >= log_retention_hours:
+        cleanup = False
     if cleanup:
         table.cleanup_metadata()
     return CheckpointResult(

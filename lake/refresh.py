@@ -40,9 +40,13 @@ def refresh_table(settings: Settings, table: TableConfig, *, kind: str = "curren
         if kind == "history":
             assert uris.history is not None
             hist = apply_history(
-                table.name, uris.bronze, uris.history, key=table.key,
+                table.name,
+                uris.bronze,
+                uris.history,
+                key=table.key,
                 storage_options=opts,
                 source_key=table.source_key,
+                truncates_uri=uris.truncates,
                 chunk_rows=settings.cdc.chunk_rows,
             )
             return {"kind": kind, **asdict(hist), "error": None}

@@ -184,9 +184,7 @@ def _apply_chunk(
     metrics: dict[str, int] = {}
     if winners.num_rows or decision.new_marks:  # step 5
         metrics = _merge(silver, winners, key, decision, commit)
-    else:
-        silver.create_write_transaction([], mode="append", schema=silver.schema(), commit_properties=commit)
-    silver.update_incremental()
+    cf.record_progress(silver, txns)
     return start, chunk.end, decision, {**metrics, "version": silver.version(), "rows": chunk.rows.num_rows}
 
 
@@ -223,7 +221,9 @@ def _conform(rows: pa.Table, silver: DeltaTable) -> pa.Table:
 def _remember_deletes(
     deletes: pa.Table, deleted: DeltaTable | None, uri: str, key: list[str], opts: dict[str, str] | None, name: str
 ) -> None:
-    rows = deletes.append_column("_deleted_at", pa.array([datetime.now(UTC)] * deletes.num_rows, pa.timestamp("us", "UTC")))
+    rows = deletes.append_column(
+        "_deleted_at", pa.array([datetime.now(UTC)] * deletes.num_rows, pa.timestamp("us", "UTC"))
+    )
     table = deleted or cf.create_once(uri, rows.schema, storage_options=opts, name=name)
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key)
     (
@@ -239,10 +239,12 @@ def _forget_old_deletes(uri: str, retention: timedelta, opts: dict[str, str] | N
     if table is None:
         return 0
     cutoff = (datetime.now(UTC) - retention).strftime("%Y-%m-%d %H:%M:%S")
-    con = duckdb.connect()
-    con.register("d", table.to_pyarrow_dataset())
-    old = con.execute(f"SELECT count(*) FROM d WHERE _deleted_at < TIMESTAMPTZ {literal(cutoff + '+00')}").fetchone()
-    if not old or not old[0]:
-        return 0
-    table.delete(f"_deleted_at < '{cutoff}'")
-    return int(old[0])
+    with duckdb.connect() as con:  # closed here, never by the garbage collector
+        con.register("d", table.to_pyarrow_dataset())
+        old = con.execute(
+            f"SELECT count(*) FROM d WHERE _deleted_at < TIMESTAMPTZ {literal(cutoff + '+00')}"
+        ).fetchone()
+        if not old or not old[0]:
+            return 0
+        table.delete(f"_deleted_at < '{cutoff}'")
+        return int(old[0])

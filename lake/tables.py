@@ -2,7 +2,8 @@
 
 Layers: ``bronze.<t>`` (what landed), ``silver.<t>`` (current state or deduplicated events),
 ``silver.<t>_history`` (SCD2), ``gold.<model>``, and ``ops.*`` (dead letters, quality results,
-alerts, and per-table bookkeeping: ``ops.<t>_key_map``, ``ops.<t>_deleted_keys``).
+alerts, and per-table bookkeeping: ``ops.<t>_key_map``, ``ops.<t>_deleted_keys``,
+``ops.<t>_truncates``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def deleted_keys_name(name: str) -> str:
     return f"{name}_deleted_keys"
 
 
+def truncates_name(name: str) -> str:
+    return f"{name}_truncates"
+
+
 def has_silver(table: TableConfig) -> bool:
     """CDC tables with a key get a current-state silver table; keyed event tables a deduplicated one."""
     return bool(table.key)
@@ -67,6 +72,7 @@ class TableUris:
     silver: str
     history: str | None  # None: history is off for this table
     deleted_keys: str
+    truncates: str
     key_map: str | None  # None: no source_key, so no lake_id
 
 
@@ -77,5 +83,6 @@ def uris(lake: LakeSettings, table: TableConfig) -> TableUris:
         silver=lake.table_uri("silver", table.name),
         history=lake.table_uri("silver", history_name(table.name)) if table.history else None,
         deleted_keys=lake.table_uri("ops", deleted_keys_name(table.name)),
+        truncates=lake.table_uri("ops", truncates_name(table.name)),
         key_map=lake.table_uri("ops", key_map_name(table.name)) if table.source_key else None,
     )

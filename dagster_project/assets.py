@@ -60,6 +60,13 @@ def bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     return [bronze_ingest]
 
 
+def pool(layer: str, name: str) -> str:
+    """One concurrency pool per written table: with the instance's ``default_limit: 1`` (see
+    ``lakeport dagster``), the scheduler never runs two applies of one table at once. (Two at once
+    would still be correct, fenced by the Delta log; one of them would just redo its reading.)"""
+    return f"lakeport.{layer}.{name}"
+
+
 def silver_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     out: list[dg.AssetsDefinition] = []
     for t in cdc_tables(settings):
@@ -75,18 +82,20 @@ def _silver_asset(name: str) -> dg.AssetsDefinition:
         deps=[bronze_key(name)],
         group_name="silver",
         kinds={"delta"},
+        pool=pool("silver", name),
         description=f"Current state of {name}: one row per live key, by MERGE from bronze.{name}.",
     )
     def current(lake: LakeResource) -> dg.MaterializeResult:
-        result = lake.apply_silver(name)
+        result = _applied(lake.apply_silver(name))
         return dg.MaterializeResult(
             metadata={
                 **_facts_metadata(lake.table_facts("silver", name)),
-                "bronze_version_applied": result.to_version,
-                "changes": result.changes,
-                "keys_changed": result.keys,
-                "files_rewritten": result.files_rewritten,
-                "seconds": round(result.seconds, 3),
+                "bronze_version_applied": result["to_version"],
+                "changes": result["changes"],
+                "keys_changed": result["keys"],
+                "stale_changes": result["stale"],
+                "files_rewritten": result["files_rewritten"],
+                "seconds": round(result["seconds"], 3),
             }
         )
 
@@ -99,20 +108,28 @@ def _history_asset(name: str) -> dg.AssetsDefinition:
         deps=[bronze_key(name)],
         group_name="silver",
         kinds={"delta"},
+        pool=pool("silver", f"{name}_history"),
         description=f"SCD type 2 history of {name}: valid_from, valid_to, is_current.",
     )
     def history(lake: LakeResource) -> dg.MaterializeResult:
-        result = lake.apply_history(name)
+        result = _applied(lake.apply_history(name))
         return dg.MaterializeResult(
             metadata={
                 **_facts_metadata(lake.table_facts("silver", f"{name}_history")),
-                "bronze_version_applied": result.to_version,
-                "versions_opened": result.versions_opened,
-                "seconds": round(result.seconds, 3),
+                "bronze_version_applied": result["to_version"],
+                "versions_opened": result["versions_opened"],
+                "seconds": round(result["seconds"], 3),
             }
         )
 
     return history
+
+
+def _applied(result: dict[str, Any]) -> dict[str, Any]:
+    """A table that failed fails its own asset (with the library's message); others are not touched."""
+    if result.get("error"):
+        raise dg.Failure(description=str(result["error"]))
+    return result
 
 
 def gold_key(name: str) -> dg.AssetKey:

@@ -26,35 +26,19 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
         return Worker(self.settings(), once=True).run()
 
-    def apply_silver(self, name: str) -> Any:
-        from lake.refresh import key_map_uri
-        from lake.silver import apply_changes
+    def apply_silver(self, name: str) -> dict[str, Any]:
+        """Apply ``bronze.<name>`` to ``silver.<name>``: :func:`lake.refresh.refresh_table`'s result."""
+        from lake.refresh import refresh_table
 
         s = self.settings()
-        t = s.table(name)
-        return apply_changes(
-            name,
-            s.lake.table_uri("bronze", name),
-            s.lake.table_uri("silver", name),
-            key=t.key,
-            storage_options=s.lake.to_object_store(),
-            source_key=t.source_key,
-            key_map_uri=key_map_uri(s, t),
-        )
+        return refresh_table(s, s.table(name))
 
-    def apply_history(self, name: str) -> Any:
-        from lake.history import apply_history
+    def apply_history(self, name: str) -> dict[str, Any]:
+        """Apply ``bronze.<name>`` to ``silver.<name>_history``."""
+        from lake.refresh import refresh_table
 
         s = self.settings()
-        t = s.table(name)
-        return apply_history(
-            name,
-            s.lake.table_uri("bronze", name),
-            s.lake.table_uri("silver", f"{name}_history"),
-            key=t.key,
-            storage_options=s.lake.to_object_store(),
-            source_key=t.source_key,
-        )
+        return refresh_table(s, s.table(name), kind="history")
 
     def refresh_gold(self, name: str) -> Any:
         from lake.gold import refresh_gold
@@ -63,7 +47,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def table_facts(self, layer: str, name: str) -> dict[str, Any]:
         """Delta version, files, bytes and rows of a table (``exists: False`` if it does not)."""
-        from lake.silver import open_table
+        from lake.tables import open_table
 
         table = open_table(self.uri(layer, name), self.settings().lake.to_object_store())
         if table is None:
@@ -81,7 +65,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """Seconds since the newest Kafka timestamp landed in ``bronze.<name>`` (None: empty)."""
         import pyarrow.compute as pc
 
-        from lake.silver import open_table
+        from lake.tables import open_table
 
         table = open_table(self.uri("bronze", name), self.settings().lake.to_object_store())
         if table is None:

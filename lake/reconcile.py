@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lake.keys import SOURCE_FIELDS
-from lake.silver import open_table
+from lake.tables import open_table
 
 if TYPE_CHECKING:
     from lakeport.config import Settings, SourceSettings, TableConfig

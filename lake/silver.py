@@ -107,7 +107,8 @@ def apply_changes(
         done = cf.retry_conflicts(step, name=name)
         if done is None:
             silver = open_table(silver_uri, opts)
-            to_version = (silver.transaction_version(app_id(name)) if silver else None) or to_version
+            applied = silver.transaction_version(app_id(name)) if silver else None
+            to_version = applied if applied is not None else to_version
             break
         start, end, decision, metrics = done
         first = start if first is None else first
@@ -238,7 +239,7 @@ def _forget_old_deletes(uri: str, retention: timedelta, opts: dict[str, str] | N
     table = open_table(uri, opts)
     if table is None:
         return 0
-    cutoff = (datetime.now(UTC) - retention).strftime("%Y-%m-%d %H:%M:%S")
+    cutoff = (datetime.now(UTC) - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
     with duckdb.connect() as con:  # closed here, never by the garbage collector
         con.register("d", table.to_pyarrow_dataset())
         old = con.execute(

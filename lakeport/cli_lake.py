@@ -25,6 +25,7 @@ def silver(
     """Apply pending bronze changes to silver current-state tables (and ``_history`` where configured)."""
     from lake.refresh import failed, refresh_silver
 
+    logging.configure()  # to stderr: stdout carries the results
     results = refresh_silver(settings_from(config), table=table)
     if as_json:
         sys.stdout.write(json.dumps(results) + "\n")

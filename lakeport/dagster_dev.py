@@ -23,7 +23,8 @@ import psutil
 from lakeport.processes import Service, StackError, port_free
 
 DEFAULT_MODULE = "dagster_project.definitions"
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+# one run at a time per pool: each silver table's apply is its own pool (dagster_project.assets.pool)
+DAGSTER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 
 
 def dagster_binary() -> Path:

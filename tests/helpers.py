@@ -194,3 +194,66 @@ def raw_batch(values: list[bytes | None], fmt: str = "json", *, table: str = "t"
     """One partition's records (offsets from 0) as a decode-ready batch, no broker involved."""
     part = RawBatch(topic, 0, list(range(len(values))), [1_700_000_000_000] * len(values), [None] * len(values), values)
     return Batch(table, fmt, (part,), {(topic, 0): (0, len(values) - 1)}, sum(len(v or b"") for v in values))
+
+
+# -- bronze CDC rows written directly (no Kafka), for silver and history tests ------------------
+CDC_BRONZE = pa.schema(
+    [
+        ("_topic", pa.string()),
+        ("_partition", pa.int32()),
+        ("_offset", pa.int64()),
+        ("_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("_op", pa.string()),
+        ("_source_lsn", pa.int64()),
+        ("_source_ts_ms", pa.int64()),
+        ("_source_db", pa.string()),
+        ("id", pa.int64()),
+        ("name", pa.string()),
+    ]
+)
+
+
+def cdc(offset: int, op: str | None, lsn: int | None, key: int | None, name: str | None = None, **more: Any) -> dict:
+    """One bronze change row: Kafka offset, op, LSN (also its source time in ms), key, name."""
+    return {
+        "_topic": "shop.public.t",
+        "_partition": more.pop("partition", 0),
+        "_offset": offset,
+        "_timestamp": more.pop("timestamp", None),
+        "_op": op,
+        "_source_lsn": lsn,
+        "_source_ts_ms": more.pop("ts_ms", lsn),
+        "_source_db": more.pop("db", "shop"),
+        "id": key,
+        "name": name,
+        **more,
+    }
+
+
+def land_cdc(uri: str, rows: list[dict], schema: pa.Schema | None = None) -> None:
+    """Append change rows to a bronze table (change data feed on, as ingest creates it)."""
+    from deltalake import write_deltalake
+
+    table = (
+        pa.Table.from_pylist(rows, schema=schema) if schema else pa.Table.from_pylist(rows, schema=_schema_for(rows))
+    )
+    write_deltalake(uri, table, mode="append", configuration={"delta.enableChangeDataFeed": "true"})
+
+
+def _schema_for(rows: list[dict]) -> pa.Schema:
+    extra = [n for n in rows[0] if n not in CDC_BRONZE.names] if rows else []
+    inferred = pa.Table.from_pylist([{n: r.get(n) for n in extra} for r in rows]).schema if extra else pa.schema([])
+    return pa.schema([*CDC_BRONZE, *inferred])
+
+
+def lake_rows(uri: str, *, key: str = "id") -> dict[Any, dict[str, Any]]:
+    """A silver table as {key: row}."""
+    return {r[key]: r for r in read_table(uri).to_pylist()} if _exists(uri) else {}
+
+
+def _exists(uri: str) -> bool:
+    try:
+        DeltaTable(uri)
+    except TableNotFoundError:
+        return False
+    return True

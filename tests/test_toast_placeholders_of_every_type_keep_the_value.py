@@ -1,0 +1,76 @@
+"""Debezium's unchanged-TOAST placeholder, in a text, bytes (raw or base64 in JSON), JSON and
+decimal (marked by the decoder) column, takes the previous value — also from an earlier run —
+in silver and in history; with no previous value known, NULL, never the placeholder text."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+from helpers import CDC_BRONZE, cdc, lake_rows, land_cdc, read_table
+
+from lake.changes import UNAVAILABLE
+from lake.history import apply_history
+from lake.silver import apply_changes
+
+SCHEMA = pa.schema(
+    [
+        *CDC_BRONZE,
+        ("_toast_unavailable", pa.list_(pa.string())),
+        ("doc", pa.string()),
+        ("payload", pa.string()),  # a json column: a string in bronze
+        ("photo", pa.binary()),
+        ("photo_b64", pa.string()),  # bytes without the schema wrapper arrive as base64 text
+        ("price", pa.decimal128(20, 4)),
+    ]
+)
+FULL = {
+    "doc": "a long text",
+    "payload": '{"a": 1}',
+    "photo": b"\x89PNG...",
+    "photo_b64": base64.b64encode(b"\x89PNG...").decode(),
+    "price": Decimal("12345678.1234"),
+}
+PLACEHOLDERS = {
+    "doc": UNAVAILABLE,
+    "payload": UNAVAILABLE,
+    "photo": UNAVAILABLE.encode(),
+    "photo_b64": base64.b64encode(UNAVAILABLE.encode()).decode(),
+    "price": None,
+    "_toast_unavailable": ["price"],
+}
+
+
+def test_placeholders_take_the_value_of_an_earlier_run(tmp_path: Path) -> None:
+    bronze, silver, history = str(tmp_path / "bronze"), str(tmp_path / "silver"), str(tmp_path / "history")
+    land_cdc(bronze, [cdc(0, "c", 10, 1, "a", **FULL)], SCHEMA)
+    apply_changes("t", bronze, silver, key=["id"])
+    apply_history("t", bronze, history, key=["id"])
+    land_cdc(bronze, [cdc(1, "u", 20, 1, "b", **PLACEHOLDERS)], SCHEMA)  # another run: only name changed
+    apply_changes("t", bronze, silver, key=["id"])
+    apply_history("t", bronze, history, key=["id"])
+    row = lake_rows(silver)[1]
+    assert {c: row[c] for c in FULL} == FULL and row["name"] == "b"
+    versions = sorted(read_table(history).to_pylist(), key=lambda r: r["_source_lsn"])
+    assert [{c: v[c] for c in FULL} for v in versions] == [FULL, FULL]
+    assert [v["name"] for v in versions] == ["a", "b"]
+
+
+def test_placeholders_within_one_run_take_the_previous_change(tmp_path: Path) -> None:
+    bronze, silver, history = str(tmp_path / "bronze"), str(tmp_path / "silver"), str(tmp_path / "history")
+    land_cdc(bronze, [cdc(0, "c", 10, 1, "a", **FULL), cdc(1, "u", 20, 1, "b", **PLACEHOLDERS)], SCHEMA)
+    apply_changes("t", bronze, silver, key=["id"])
+    apply_history("t", bronze, history, key=["id"])
+    assert {c: lake_rows(silver)[1][c] for c in FULL} == FULL
+    assert all({c: v[c] for c in FULL} == FULL for v in read_table(history).to_pylist())
+
+
+def test_placeholder_with_no_earlier_value_is_null_not_the_placeholder(tmp_path: Path) -> None:
+    bronze, silver, history = str(tmp_path / "bronze"), str(tmp_path / "silver"), str(tmp_path / "history")
+    land_cdc(bronze, [cdc(0, "u", 20, 1, "b", **PLACEHOLDERS)], SCHEMA)  # its insert is long gone
+    apply_changes("t", bronze, silver, key=["id"])
+    apply_history("t", bronze, history, key=["id"])
+    for row in (lake_rows(silver)[1], read_table(history).to_pylist()[0]):
+        assert all(row[c] is None for c in FULL), row

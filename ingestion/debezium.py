@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingestion.records import CDC_COLUMNS
+
 SOURCE_COLUMNS = {
     "_source_ts_ms": ("ts_ms", pa.int64()),
     "_source_lsn": ("lsn", pa.int64()),
@@ -27,7 +29,7 @@ SOURCE_COLUMNS = {
     "_source_schema": ("schema", pa.string()),
     "_source_table": ("table", pa.string()),
 }
-CDC_COLUMNS = ("_op", *SOURCE_COLUMNS)
+assert ("_op", *SOURCE_COLUMNS) == CDC_COLUMNS, "ingestion.records.CDC_COLUMNS names these"
 SOURCE_FIELDS = tuple(pa.field(name, dtype) for name, dtype in SOURCE_COLUMNS.values())  # what is read
 _SOURCE_PARSE = pa.struct([("ts_ms", pa.int64()), ("lsn", pa.int64()), ("txId", pa.int64())])
 OPS = frozenset({"c", "u", "d", "r", "t"})

@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from ingestion import arrow_types, debezium, fast_decode
-from ingestion.records import Batch, DeadLetter, Decoded
+from ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded
 
-META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_ingested_at")
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
 # Values nesting deeper than this never reach the parser: pyarrow's JSON reader crashes the

@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.records import Batch, DeadLetter, Decoded, RawMessage
+from ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded, RawMessage
 from lakeport.config_security import ColumnRule
 
-META = frozenset({"_topic", "_partition", "_offset", "_timestamp", "_key", "_ingested_at"})
+META = frozenset(META_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,21 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+# Lakeport's own bronze columns: a fixed set (any other column, ``_version`` too, is the source's)
+META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_ingested_at")  # every table
+CDC_COLUMNS = (  # Debezium tables: the op and the source block's position fields
+    "_op",
+    "_source_ts_ms",
+    "_source_lsn",
+    "_source_tx_id",
+    "_source_snapshot",
+    "_source_db",
+    "_source_schema",
+    "_source_table",
+)
+TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unchanged-TOAST placeholder
+BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS))
+
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:

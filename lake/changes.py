@@ -19,24 +19,21 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from ingestion.debezium import CDC_COLUMNS
-from ingestion.decode import META_COLUMNS
+from ingestion.records import BRONZE_META, TOAST_MARKS
 from lake.errors import ChangeFeedGone, TransientLakeError
 from lake.tables import literal, open_table, quote
 
 T = TypeVar("T")
 
-TOAST_MARKS = "_toast_unavailable"  # list<string>: columns the decoder saw a placeholder in
-# Lakeport's own bronze columns: a fixed set. Any other column (``_version`` too) is the source's.
-BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS))
 # the metadata silver and history keep next to the source columns
 KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_offset")
 # a change's source position: the LSN; a source without one is ordered by Kafka offset
 POSITION = "coalesce(_source_lsn, _offset)"
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
 UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
-CHUNK_ROWS = 500_000  # change rows read per chunk: memory stays bounded whatever the backlog
+CHUNK_ROWS = 250_000  # change rows read per chunk: memory stays bounded whatever the backlog
 _CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+UNUSED = frozenset({"_key", "_source_tx_id", "_source_snapshot", "_source_table"})  # not read: less memory
 
 
 @dataclass(frozen=True)
@@ -83,10 +80,11 @@ def chunks(bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int
 
 def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
     """Rows appended to bronze in versions ``start..end`` (its change data feed)."""
+    wanted = [n for n in pa.schema(bronze.schema().to_arrow()).names if n not in UNUSED]
     try:
-        reader = bronze.load_cdf(starting_version=start, ending_version=end)
+        reader = bronze.load_cdf(starting_version=start, ending_version=end, columns=[*wanted, *_CDF_COLUMNS])
         table = plain_types(pa.table(reader.read_all()) if hasattr(reader, "read_all") else pa.table(reader))
-    except Exception as exc:  # noqa: BLE001 - the reader raises plain Exceptions; classified below
+    except Exception as exc:
         text = str(exc)
         if "not found" in text.lower() or "no such file" in text.lower() or "404" in text:
             raise ChangeFeedGone(
@@ -101,6 +99,8 @@ def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
 
 
 def _plain(dtype: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(dtype) and dtype.tz is not None and dtype.tz != "UTC":
+        return pa.timestamp(dtype.unit, "UTC")  # DuckDB says "Etc/UTC"; Delta takes "UTC" only
     if pa.types.is_string_view(dtype) or pa.types.is_large_string(dtype):
         return pa.string()
     if pa.types.is_binary_view(dtype) or pa.types.is_large_binary(dtype):
@@ -117,7 +117,7 @@ def plain_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def plain_types(table: pa.Table) -> pa.Table:
-    """The change feed comes with view types; silver (and Delta) want the plain ones."""
+    """The change feed (and DuckDB) give view types and "Etc/UTC"; Delta wants the plain ones."""
     schema = plain_schema(table.schema)
     return table if schema.equals(table.schema) else table.cast(schema)
 

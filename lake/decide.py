@@ -68,11 +68,11 @@ def decide(
             f"WHERE _op <> 't' ORDER BY {keys}, __pos, _offset DESC"
         )
         wanted = con.execute(f"SELECT DISTINCT {keys} FROM ev").to_arrow_table()
-        cur = keymod.rows_for_keys(silver, wanted)
-        gone = keymod.rows_for_keys(deleted, wanted, [*key, "_position"])
         none = {k: wanted[k].slice(0, 0) for k in key}
-        empty_cur = pa.table({**none, "_source_lsn": pa.array([], pa.int64()), "_offset": pa.array([], pa.int64())})
-        con.register("cur", cur if cur is not None else empty_cur)
+        cur = keymod.rows_for_keys(silver, wanted, [*key, "_source_lsn", "_offset"])  # positions only
+        gone = keymod.rows_for_keys(deleted, wanted, [*key, "_position"])
+        con.register("cur", cur if cur is not None else pa.table(
+            {**none, "_source_lsn": pa.array([], pa.int64()), "_offset": pa.array([], pa.int64())}))  # fmt: skip
         con.register("gone", gone if gone is not None else pa.table({**none, "_position": pa.array([], pa.int64())}))
         on_marks = f"USING ({scope_cols})" if scope else "ON true"
         con.execute(f"""
@@ -84,12 +84,14 @@ def decide(
             LEFT JOIN gone g USING ({keys})
             LEFT JOIN marks m {on_marks}
         """)
+        con.execute("DROP TABLE ev")
+        con.unregister("cur")
         changed = con.execute("SELECT count(*) FROM c WHERE _op <> 't'").fetchone()[0]  # type: ignore[index]
         fresh = con.execute("SELECT count(*) FROM st WHERE NOT __stale").fetchone()[0]  # type: ignore[index]
         schema = con.execute("SELECT * FROM st LIMIT 0").to_arrow_table().schema
         data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__stale")]
         out = data + [c for c in cf.KEPT_META if c in schema.names]
-        filled = _fill_placeholders(con, schema, data, keys, cur is not None)
+        filled = _fill_placeholders(con, schema, data, key, silver)
         winners = con.execute(f"""
             SELECT {", ".join(quote(c) for c in out)}, __pos FROM (
                 SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY __pos DESC) AS __rn
@@ -104,7 +106,7 @@ def decide(
         )
         return Decision(
             rows=rows.num_rows,
-            winners=_typed(winners.drop_columns(["__pos"])),
+            winners=cf.plain_types(_typed(winners.drop_columns(["__pos"]))),
             deletes=deletes,
             stale=int(changed) - int(fresh),
             new_marks=new_marks,
@@ -154,24 +156,23 @@ def _marks(
 
 
 def _fill_placeholders(
-    con: duckdb.DuckDBPyConnection, schema: pa.Schema, data: list[str], keys: str, with_cur: bool
+    con: duckdb.DuckDBPyConnection, schema: pa.Schema, data: list[str], key: Sequence[str], silver: DeltaTable | None
 ) -> str:
     """The relation to pick winners from: fresh changes whose unchanged-TOAST placeholders took
-    the key's previous value (an earlier change of the chunk, else silver's row; none: NULL)."""
+    the key's previous value (an earlier change of the chunk, else silver's row; none: NULL).
+    Silver's whole rows are read only for the keys that carry a placeholder."""
     tests = {c: cf.placeholder(schema.field(c), schema) for c in data}
     tests = {c: t for c, t in tests.items() if t}
-    if (
-        not tests
-        or not con.execute(f"SELECT count(*) FROM st WHERE NOT __stale AND ({' OR '.join(tests.values())})").fetchone()[
-            0
-        ]
-    ):  # type: ignore[index]
+    keys = ", ".join(quote(k) for k in key)
+    hit = " OR ".join(f"coalesce({t}, false)" for t in tests.values())
+    if not tests or not con.execute(f"SELECT count(*) FROM st WHERE NOT __stale AND ({hit})").fetchone()[0]:  # type: ignore[index]
         return "(SELECT * FROM st WHERE NOT __stale)"
-    cur = (
-        "UNION ALL BY NAME SELECT *, coalesce(_source_lsn, _offset) AS __pos, true AS __is_cur FROM cur"
-        if with_cur
-        else ""
-    )
+    wanted = con.execute(f"SELECT DISTINCT {keys} FROM st WHERE NOT __stale AND ({hit})").to_arrow_table()
+    cur = keymod.rows_for_keys(silver, wanted)
+    union = ""
+    if cur is not None and cur.num_rows:
+        con.register("cur", cur)
+        union = "UNION ALL BY NAME SELECT *, coalesce(_source_lsn, _offset) AS __pos, true AS __is_cur FROM cur"
     window = f"(PARTITION BY {keys} ORDER BY __pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
     replaced = ", ".join(
         f"CASE WHEN coalesce({t}, false) THEN last_value(CASE WHEN NOT coalesce({t}, false) AND _op <> 'd' "
@@ -180,7 +181,7 @@ def _fill_placeholders(
     )
     con.execute(f"""
         CREATE TABLE filled AS SELECT * REPLACE ({replaced}) FROM (
-            SELECT *, NULL::BOOLEAN AS __is_cur FROM st WHERE NOT __stale {cur}
+            SELECT *, NULL::BOOLEAN AS __is_cur FROM st WHERE NOT __stale {union}
         )
     """)
     return "(SELECT * FROM filled WHERE __is_cur IS NULL)"

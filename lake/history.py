@@ -254,10 +254,7 @@ def _chain(
             FROM v
             WHERE _op <> 'd' AND (NOT __stored OR valid_to IS DISTINCT FROM __old_to)
         """).to_arrow_table()
-        for column in ("valid_from", "valid_to"):  # DuckDB says "Etc/UTC"; Delta takes "UTC" only
-            i = versions.schema.get_field_index(column)
-            versions = versions.set_column(i, column, versions[column].cast(pa.timestamp("us", "UTC")))
-        return versions, found
+        return cf.plain_types(versions), found
 
 
 def _truncates(

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lake.changes import create_once, plain_schema
+from lake.changes import create_once, plain_schema, plain_types
 from lake.errors import KeyMissing
 from lake.tables import open_table, quote
 
@@ -136,7 +136,7 @@ def assign_lake_ids(
         con.register("rows", latest)
         on = " AND ".join(f"r.{quote(k)} IS NOT DISTINCT FROM i.{quote(k)}" for k in key)
         joined = con.execute(f"SELECT r.*, i.lake_id FROM rows r LEFT JOIN ids i ON {on}").to_arrow_table()
-        return joined, new.num_rows
+        return plain_types(joined), new.num_rows
 
 
 def _last_id(table: DeltaTable) -> int:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lake import tables
-from lake.errors import LakeError
 from lake.history import apply_history
 from lake.silver import apply_changes
 
@@ -63,9 +62,16 @@ def refresh_table(settings: Settings, table: TableConfig, *, kind: str = "curren
             chunk_rows=settings.cdc.chunk_rows,
         )
         return {"kind": kind, **asdict(done), "error": None}
-    except (LakeError, OSError, ValueError, RuntimeError) as exc:
-        log.error("silver_failed", table=table.name, kind=kind, error=str(exc)[:500])
-        return {"kind": kind, "table": table.name, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {_first_lines(str(exc))}"
+        log.error("silver_failed", table=table.name, kind=kind, error=message)
+        return {"kind": kind, "table": table.name, "error": message}
+
+
+def _first_lines(text: str) -> str:
+    """The message without the native backtrace delta-rs appends."""
+    head = text.split("\n   0:")[0].split("\nStack backtrace")[0].strip()
+    return head[:800]
 
 
 def refresh_silver(settings: Settings, *, table: str | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from lakeport import log as logging
+from lakeport.runtime import tune_memory
 from lakeport.cli import ConfigOpt, JsonOpt, _print_rows, app, err, out, settings_from
 
 
@@ -26,6 +27,7 @@ def silver(
     from lake.refresh import failed, refresh_silver
 
     logging.configure()  # to stderr: stdout carries the results
+    tune_memory()
     results = refresh_silver(settings_from(config), table=table)
     if as_json:
         sys.stdout.write(json.dumps(results) + "\n")

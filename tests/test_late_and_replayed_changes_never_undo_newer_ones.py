@@ -15,7 +15,7 @@ def lake(tmp_path: Path) -> tuple[str, str, str]:
     return str(tmp_path / "bronze"), str(tmp_path / "silver"), str(tmp_path / "history")
 
 
-def apply(bronze: str, silver: str, history: str):  # noqa: ANN201
+def apply(bronze: str, silver: str, history: str):
     result = apply_changes("t", bronze, silver, key=["id"])
     apply_history("t", bronze, history, key=["id"])
     return result

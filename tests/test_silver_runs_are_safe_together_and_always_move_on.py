@@ -25,7 +25,7 @@ def test_two_first_runs_at_once_write_each_row_once(tmp_path: Path) -> None:
         try:
             apply_changes("t", bronze, silver, key=["id"], source_key=["source_db"], key_map_uri=key_map)
             apply_history("t", bronze, str(tmp_path / "history"), key=["id"], source_key=["source_db"])
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(3)]

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.resources import KafkaResource, LakeResource
-from lake.refresh import cdc_tables
+from lake.tables import LakeTable, silver_tables
 from lakeport.config import Settings
 
 
@@ -68,61 +68,47 @@ def pool(layer: str, name: str) -> str:
 
 
 def silver_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    out: list[dg.AssetsDefinition] = []
-    for t in cdc_tables(settings):
-        out.append(_silver_asset(t.name))
-        if t.history:
-            out.append(_history_asset(t.name))
-    return out
+    return [_silver_asset(t) for t in silver_tables(settings)]
 
 
-def _silver_asset(name: str) -> dg.AssetsDefinition:
+_DESCRIPTIONS = {
+    "current": "Current state of {source}: one row per live key, by MERGE from bronze.{source}.",
+    "history": "SCD type 2 history of {source}: valid_from, valid_to, is_current.",
+    "events": "The events of bronze.{source}, each once (deduplicated by its key).",
+}
+_METADATA = {  # result field -> metadata entry, per kind
+    "current": {
+        "changes": "changes",
+        "keys": "keys_changed",
+        "stale": "stale_changes",
+        "files_rewritten": "files_rewritten",
+    },
+    "history": {"versions_opened": "versions_opened", "versions_closed": "versions_closed"},
+    "events": {"changes": "changes", "keys": "new_events", "stale": "duplicates"},
+}
+
+
+def _silver_asset(table: LakeTable) -> dg.AssetsDefinition:
     @dg.asset(
-        key=silver_key(name),
-        deps=[bronze_key(name)],
+        key=silver_key(table.name),
+        deps=[bronze_key(table.source.name)],
         group_name="silver",
         kinds={"delta"},
-        pool=pool("silver", name),
-        description=f"Current state of {name}: one row per live key, by MERGE from bronze.{name}.",
+        pool=pool("silver", table.name),
+        description=_DESCRIPTIONS[table.kind].format(source=table.source.name),
     )
-    def current(lake: LakeResource) -> dg.MaterializeResult:
-        result = _applied(lake.apply_silver(name))
+    def apply(lake: LakeResource) -> dg.MaterializeResult:
+        result = _applied(lake.apply_silver(table.name))
         return dg.MaterializeResult(
             metadata={
-                **_facts_metadata(lake.table_facts("silver", name)),
+                **_facts_metadata(lake.table_facts("silver", table.name)),
                 "bronze_version_applied": result["to_version"],
-                "changes": result["changes"],
-                "keys_changed": result["keys"],
-                "stale_changes": result["stale"],
-                "files_rewritten": result["files_rewritten"],
+                **{label: result[field] for field, label in _METADATA[table.kind].items()},
                 "seconds": round(result["seconds"], 3),
             }
         )
 
-    return current
-
-
-def _history_asset(name: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=silver_key(f"{name}_history"),
-        deps=[bronze_key(name)],
-        group_name="silver",
-        kinds={"delta"},
-        pool=pool("silver", f"{name}_history"),
-        description=f"SCD type 2 history of {name}: valid_from, valid_to, is_current.",
-    )
-    def history(lake: LakeResource) -> dg.MaterializeResult:
-        result = _applied(lake.apply_history(name))
-        return dg.MaterializeResult(
-            metadata={
-                **_facts_metadata(lake.table_facts("silver", f"{name}_history")),
-                "bronze_version_applied": result["to_version"],
-                "versions_opened": result["versions_opened"],
-                "seconds": round(result["seconds"], 3),
-            }
-        )
-
-    return history
+    return apply
 
 
 def _applied(result: dict[str, Any]) -> dict[str, Any]:

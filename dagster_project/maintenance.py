@@ -9,18 +9,13 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.resources import LakeResource
-from lake.refresh import cdc_tables
+from lake.tables import lake_tables as written_tables
 from lakeport.config import Settings
 
 
 def lake_tables(settings: Settings) -> list[tuple[str, str]]:
-    """(layer, name) of every table Lakeport writes."""
-    tables = [("bronze", t.name) for t in settings.tables]
-    for t in cdc_tables(settings):
-        tables.append(("silver", t.name))
-        if t.history:
-            tables.append(("silver", f"{t.name}_history"))
-    return tables
+    """(layer, name) of every bronze and silver table Lakeport writes."""
+    return [(t.layer, t.name) for t in written_tables(settings)]
 
 
 def _metadata(result: Any) -> dict[str, Any]:

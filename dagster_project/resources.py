@@ -27,18 +27,14 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Worker(self.settings(), once=True).run()
 
     def apply_silver(self, name: str) -> dict[str, Any]:
-        """Apply ``bronze.<name>`` to ``silver.<name>``: :func:`lake.refresh.refresh_table`'s result."""
+        """Apply one silver table (``orders``, ``orders_history``, ``domain_events``):
+        :func:`lake.refresh.refresh_table`'s result."""
         from lake.refresh import refresh_table
+        from lake.tables import silver_tables
 
         s = self.settings()
-        return refresh_table(s, s.table(name))
-
-    def apply_history(self, name: str) -> dict[str, Any]:
-        """Apply ``bronze.<name>`` to ``silver.<name>_history``."""
-        from lake.refresh import refresh_table
-
-        s = self.settings()
-        return refresh_table(s, s.table(name), kind="history")
+        [table] = [t for t in silver_tables(s) if t.name == name]
+        return refresh_table(s, table)
 
     def refresh_gold(self, name: str) -> Any:
         from lake.gold import refresh_gold
@@ -99,6 +95,11 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             return maintenance.compact(
                 uri, storage_options=opts, target_size=orch.compaction_target_size, z_order=z_order
             )
+        floor = None
+        if layer == "bronze":  # never vacuum or clean up what a silver table has not applied yet
+            from lake.refresh import readers_of
+
+            floor = maintenance.unapplied_floor(uri, readers_of(s, name), storage_options=opts)
         if action == "vacuum":
             return maintenance.vacuum(
                 uri,
@@ -106,8 +107,9 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 retention_hours=orch.vacuum_retention_hours,
                 min_retention_hours=orch.vacuum_min_retention_hours,
                 dry_run=dry_run,
+                keep_from_version=floor,
             )
-        return maintenance.checkpoint(uri, storage_options=opts)
+        return maintenance.checkpoint(uri, storage_options=opts, keep_from_version=floor)
 
 
 class KafkaResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -10,15 +10,16 @@ from dagster import RunFailureSensorContext, SensorEvaluationContext
 from dagster_project.assets import bronze_key, gold_key, silver_key
 from dagster_project.resources import LakeResource
 from lake.gold import models
-from lake.refresh import cdc_tables
+from lake.tables import silver_tables
 from lakeport.config import Settings
 from quality.alerts import Alert
 
 
 def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     observe = settings.orchestration.bronze_mode == "observe"
-    downstream = {t.name: [silver_key(t.name)] + ([silver_key(f"{t.name}_history")] if t.history else [])
-                  for t in cdc_tables(settings)}  # fmt: skip
+    downstream: dict[str, list[dg.AssetKey]] = {}
+    for t in silver_tables(settings):
+        downstream.setdefault(t.source.name, []).append(silver_key(t.name))
     for m in models(settings):  # a gold model is downstream of every table it reads
         for _, table in m.inputs:
             downstream.setdefault(table, []).append(gold_key(m.name))

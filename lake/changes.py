@@ -31,7 +31,7 @@ KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_of
 POSITION = "coalesce(_source_lsn, _offset)"
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
 UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
-CHUNK_ROWS = 250_000  # change rows read per chunk: memory stays bounded whatever the backlog
+CHUNK_ROWS = 200_000  # change rows read per chunk: memory stays bounded whatever the backlog
 _CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 UNUSED = frozenset({"_key", "_source_tx_id", "_source_snapshot", "_source_table"})  # not read: less memory
 
@@ -67,15 +67,17 @@ def _added_rows(bronze: DeltaTable, start: int, end: int) -> dict[int, int]:
 
 
 def chunks(bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Versions ``start..end`` in chunks of whole versions of about ``max_rows`` rows each (a
-    version larger than that is one chunk)."""
+    """Versions ``start..end`` in chunks of whole versions of at most ``max_rows`` rows each (a
+    version larger than that is a chunk of its own)."""
     sizes = _added_rows(bronze, start, end)
     first, total = start, 0
     for version in range(start, end + 1):
-        total += sizes.get(version, 1)
-        if total >= max_rows or version == end:
-            yield Chunk(start=first, end=version, rows=read(bronze, first, version, name=name))
-            first, total = version + 1, 0
+        size = sizes.get(version, 1)
+        if total and total + size > max_rows:  # this version would overflow the chunk: cut before it
+            yield Chunk(start=first, end=version - 1, rows=read(bronze, first, version - 1, name=name))
+            first, total = version, 0
+        total += size
+    yield Chunk(start=first, end=end, rows=read(bronze, first, end, name=name))
 
 
 def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:

@@ -35,6 +35,7 @@ class Decision:
     deletes: pa.Table  # the winning deletes: key, ``_position``, ``_source_lsn``, ``_offset``
     stale: int  # rows at or below a position their key already reached (replays, duplicates)
     new_marks: dict[str, tuple[dict[str, str], int]] = field(default_factory=dict)  # app id -> (scope, position)
+    existing: int = 0  # winners whose key silver holds now (0: every winner is a new key)
 
     def schema(self, winners: pa.Table) -> pa.Schema:
         """The schema to create silver with."""
@@ -78,7 +79,7 @@ def decide(
         con.execute(f"""
             CREATE TABLE st AS
             SELECT ev.*, (ev.__pos <= coalesce(k.__cpos, -1) OR ev.__pos < coalesce(g._position, -1)
-                          OR ev.__pos < coalesce(m.__mark, -1)) AS __stale
+                          OR ev.__pos < coalesce(m.__mark, -1)) AS __stale, k.__cpos IS NOT NULL AS __exists
             FROM ev
             LEFT JOIN (SELECT {keys}, coalesce(_source_lsn, _offset) AS __cpos FROM cur) k USING ({keys})
             LEFT JOIN gone g USING ({keys})
@@ -89,11 +90,11 @@ def decide(
         changed = con.execute("SELECT count(*) FROM c WHERE _op <> 't'").fetchone()[0]  # type: ignore[index]
         fresh = con.execute("SELECT count(*) FROM st WHERE NOT __stale").fetchone()[0]  # type: ignore[index]
         schema = con.execute("SELECT * FROM st LIMIT 0").to_arrow_table().schema
-        data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__stale")]
+        data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__stale", "__exists")]
         out = data + [c for c in cf.KEPT_META if c in schema.names]
         filled = _fill_placeholders(con, schema, data, key, silver)
         winners = con.execute(f"""
-            SELECT {", ".join(quote(c) for c in out)}, __pos FROM (
+            SELECT {", ".join(quote(c) for c in out)}, __pos, __exists FROM (
                 SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY __pos DESC) AS __rn
                 FROM {filled}
             ) WHERE __rn = 1
@@ -106,7 +107,8 @@ def decide(
         )
         return Decision(
             rows=rows.num_rows,
-            winners=cf.plain_types(_typed(winners.drop_columns(["__pos"]))),
+            winners=cf.plain_types(_typed(winners.drop_columns(["__pos", "__exists"]))),
+            existing=int(pa.compute.sum(winners["__exists"]).as_py() or 0),
             deletes=deletes,
             stale=int(changed) - int(fresh),
             new_marks=new_marks,

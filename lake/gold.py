@@ -22,6 +22,7 @@ from typing import Literal
 
 from deltalake import DeltaTable, write_deltalake
 
+from lake import tables
 from lakeport.config import Settings
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -67,8 +68,7 @@ def parse(path: Path) -> Model:
 
 def models(settings: Settings) -> list[Model]:
     """The models to build: ``gold.models`` (default: all) among those whose inputs are configured."""
-    cdc = {t.name for t in settings.tables if t.format == "debezium-json" and t.key}
-    have = {("bronze", t.name) for t in settings.tables} | {("silver", n) for n in cdc}
+    have = {(t.layer, t.name) for t in tables.lake_tables(settings)}
     dirs = [MODELS_DIR] + ([Path(settings.gold.models_dir)] if settings.gold.models_dir else [])
     found = {p.stem: parse(p) for d in dirs for p in sorted(d.glob("*.sql"))}
     wanted = settings.gold.models if settings.gold.models is not None else sorted(found)

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 import duckdb
 from deltalake import DeltaTable
 
+from lake import tables
+
 if TYPE_CHECKING:
     from lakeport.config import LakeSettings, Settings
 
@@ -70,10 +72,8 @@ def lake_tables(settings: Settings) -> list[tuple[str, str]]:
     """Every (layer, name) the configuration can have in the lake, existing or not."""
     from lake.gold import models
 
-    wanted = [("bronze", t.name) for t in settings.tables] + [("ops", n) for n in OPS_TABLES]
-    cdc = [t for t in settings.tables if t.key and t.format == "debezium-json"]
-    wanted += [("silver", t.name) for t in cdc] + [("silver", f"{t.name}_history") for t in cdc if t.history]
-    wanted += [("ops", f"{t.name}_key_map") for t in cdc if t.source_key]
+    wanted = [(t.layer, t.name) for t in tables.lake_tables(settings)] + [("ops", n) for n in OPS_TABLES]
+    wanted += [("ops", n) for n in tables.ops_tables(settings)]
     wanted += [("gold", m.name) for m in models(settings)]
     return wanted
 

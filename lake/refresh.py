@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lake import tables
+from lake.events import app_id as events_app
+from lake.events import apply_events
+from lake.history import app_id as history_app
 from lake.history import apply_history
+from lake.silver import app_id as silver_app
 from lake.silver import apply_changes
 
 if TYPE_CHECKING:
@@ -30,42 +34,46 @@ def key_map_uri(settings: Settings, table: TableConfig) -> str | None:
     return tables.uris(settings.lake, table).key_map
 
 
-def refresh_table(settings: Settings, table: TableConfig, *, kind: str = "current") -> dict[str, Any]:
-    """Apply one table (``kind``: current or history); a failure becomes a result with ``error``."""
-    uris = tables.uris(settings.lake, table)
-    opts = settings.lake.to_object_store()
-    retention = timedelta(hours=settings.cdc.delete_retention_hours)
+def refresh_table(settings: Settings, table: tables.LakeTable) -> dict[str, Any]:
+    """Apply one silver table (current state, history or events); a failure becomes a result
+    with ``error`` set, so the caller can go on with the other tables."""
+    source, uris = table.source, tables.uris(settings.lake, table.source)
+    opts, chunk_rows = settings.lake.to_object_store(), settings.cdc.chunk_rows
     try:
-        if kind == "history":
+        done: Any
+        if table.kind == "history":
             assert uris.history is not None
-            hist = apply_history(
-                table.name,
+            done = apply_history(
+                source.name,
                 uris.bronze,
                 uris.history,
-                key=table.key,
+                key=source.key,
                 storage_options=opts,
-                source_key=table.source_key,
+                source_key=source.source_key,
                 truncates_uri=uris.truncates,
-                chunk_rows=settings.cdc.chunk_rows,
+                chunk_rows=chunk_rows,
             )
-            return {"kind": kind, **asdict(hist), "error": None}
-        done = apply_changes(
-            table.name,
-            uris.bronze,
-            uris.silver,
-            key=table.key,
-            storage_options=opts,
-            source_key=table.source_key,
-            key_map_uri=uris.key_map,
-            deleted_keys_uri=uris.deleted_keys,
-            delete_retention=retention,
-            chunk_rows=settings.cdc.chunk_rows,
-        )
-        return {"kind": kind, **asdict(done), "error": None}
+        elif table.kind == "events":
+            done = apply_events(source.name, uris.bronze, uris.silver, key=source.key, storage_options=opts,
+                                chunk_rows=chunk_rows)  # fmt: skip
+        else:
+            done = apply_changes(
+                source.name,
+                uris.bronze,
+                uris.silver,
+                key=source.key,
+                storage_options=opts,
+                source_key=source.source_key,
+                key_map_uri=uris.key_map,
+                deleted_keys_uri=uris.deleted_keys,
+                delete_retention=timedelta(hours=settings.cdc.delete_retention_hours),
+                chunk_rows=chunk_rows,
+            )
+        return {"kind": table.kind, **asdict(done), "error": None}
     except Exception as exc:
         message = f"{type(exc).__name__}: {_first_lines(str(exc))}"
-        log.error("silver_failed", table=table.name, kind=kind, error=message)
-        return {"kind": kind, "table": table.name, "error": message}
+        log.error("silver_failed", table=source.name, kind=table.kind, error=message)
+        return {"kind": table.kind, "table": source.name, "error": message}
 
 
 def _first_lines(text: str) -> str:
@@ -75,14 +83,19 @@ def _first_lines(text: str) -> str:
 
 
 def refresh_silver(settings: Settings, *, table: str | None = None) -> list[dict[str, Any]]:
-    """Apply pending bronze changes; one result dict per table and kind (current, history). A
-    result with a non-empty ``error`` failed; the other tables were applied all the same."""
-    results: list[dict[str, Any]] = []
-    for t in cdc_tables(settings, table):
-        results.append(refresh_table(settings, t))
-        if t.history:
-            results.append(refresh_table(settings, t, kind="history"))
-    return results
+    """Apply pending bronze changes to every silver table (or those of one configured table); one
+    result dict per silver table. A result with ``error`` failed; the others were applied anyway."""
+    return [refresh_table(settings, t) for t in tables.silver_tables(settings, only=table)]
+
+
+def readers_of(settings: Settings, name: str) -> list[tuple[str, str]]:
+    """(uri, app id of its watermark) of each silver table that reads ``bronze.<name>``: what
+    bronze vacuum and log cleanup must wait for (see :func:`lake.maintenance.unapplied_floor`)."""
+    apps = {"current": silver_app, "history": history_app, "events": events_app}
+    return [
+        (settings.lake.table_uri("silver", t.name), apps[t.kind](name))
+        for t in tables.silver_tables(settings, only=name)
+    ]
 
 
 def failed(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

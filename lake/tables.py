@@ -9,13 +9,13 @@ alerts, and per-table bookkeeping: ``ops.<t>_key_map``, ``ops.<t>_deleted_keys``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 if TYPE_CHECKING:
-    from lakeport.config import LakeSettings, TableConfig
+    from lakeport.config import LakeSettings, Settings, TableConfig
 
 LAYERS = ("bronze", "silver", "gold", "ops")
 
@@ -86,3 +86,53 @@ def uris(lake: LakeSettings, table: TableConfig) -> TableUris:
         truncates=lake.table_uri("ops", truncates_name(table.name)),
         key_map=lake.table_uri("ops", key_map_name(table.name)) if table.source_key else None,
     )
+
+
+Kind = Literal["bronze", "current", "history", "events"]
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One table Lakeport writes for a configured table."""
+
+    layer: Literal["bronze", "silver", "ops"]
+    name: str
+    kind: Kind  # bronze; silver current state (CDC), its SCD2 history, or deduplicated events
+    source: TableConfig
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+def derived(table: TableConfig) -> list[LakeTable]:
+    """What one configured table becomes: bronze always; a keyed CDC table its current state (and
+    history when asked); a keyed ``json`` table its deduplicated events."""
+    out = [LakeTable(layer="bronze", name=table.name, kind="bronze", source=table)]
+    if is_cdc(table):
+        out.append(LakeTable(layer="silver", name=table.name, kind="current", source=table))
+        if table.history:
+            out.append(LakeTable(layer="silver", name=history_name(table.name), kind="history", source=table))
+    elif table.key:
+        out.append(LakeTable(layer="silver", name=table.name, kind="events", source=table))
+    return out
+
+
+def silver_tables(settings: Settings, *, only: str | None = None) -> list[LakeTable]:
+    """Every silver table, in config order (``only``: of one configured table)."""
+    return [d for t in settings.tables if only in (None, t.name) for d in derived(t) if d.layer == "silver"]
+
+
+def lake_tables(settings: Settings) -> list[LakeTable]:
+    """Bronze and silver tables of the configuration (gold and ops are listed by their owners)."""
+    return [d for t in settings.tables for d in derived(t)]
+
+
+def ops_tables(settings: Settings) -> list[str]:
+    """Per-table bookkeeping in ``ops``: key maps, remembered deletes and truncates."""
+    out = []
+    for t in settings.tables:
+        if is_cdc(t):
+            out += [deleted_keys_name(t.name)] + ([truncates_name(t.name)] if t.history else [])
+            out += [key_map_name(t.name)] if t.source_key else []
+    return out

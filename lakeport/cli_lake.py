@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from lakeport import log as logging
-from lakeport.runtime import tune_memory
 from lakeport.cli import ConfigOpt, JsonOpt, _print_rows, app, err, out, settings_from
+from lakeport.runtime import tune_memory
 
 
 @app.command()

@@ -110,7 +110,7 @@ class CdcSettings(_Section):
         description="how long a deleted key's delete position is remembered; a replayed change older "
         "than a delete forgotten by then re-inserts the key (keep it above the CDC topics' retention)",
     )
-    chunk_rows: int = Field(250_000, gt=0, description="bronze change rows applied per silver commit (bounds memory)")
+    chunk_rows: int = Field(200_000, gt=0, description="bronze change rows applied per silver commit (bounds memory)")
 
 
 class IngestSettings(_Section):

@@ -36,13 +36,18 @@ def is_cdc(t: TableConfig) -> bool:
     return t.format == "debezium-json" and bool(t.key)
 
 
+def _silver_key(t: TableConfig) -> list[str]:
+    """A CDC table's silver key (with its source fields); an events table's event key."""
+    return silver_key(t.key, t.source_key) if is_cdc(t) else list(t.key)
+
+
 def default_layer(t: TableConfig) -> Layer:
     return "silver" if is_cdc(t) else "bronze"
 
 
 def _defaults(t: TableConfig, layer: Layer) -> list[QualityRule]:
     if layer == "silver":
-        key = silver_key(t.key, t.source_key)
+        key = _silver_key(t)
         return [
             QualityRule(expect="not_null", columns=key, name="key_not_null"),
             QualityRule(expect="unique", columns=key, name="key_unique"),
@@ -67,7 +72,7 @@ def suites_for(settings: Settings, *, table: str | None = None, layer: Layer | N
     for t in settings.tables:
         if table is not None and t.name != table:
             continue
-        layers = ["bronze", "silver"] if is_cdc(t) else ["bronze"]
+        layers = ["bronze", "silver"] if t.key else ["bronze"]  # keyed: silver current state or events
         for lay in layers:
             if layer is not None and lay != layer:
                 continue
@@ -75,7 +80,7 @@ def suites_for(settings: Settings, *, table: str | None = None, layer: Layer | N
             rules = (_defaults(t, lay) if settings.quality.default_rules else []) + declared
             if not rules:
                 continue
-            index = tuple(silver_key(t.key, t.source_key)) if lay == "silver" else tuple(BRONZE_INDEX)
+            index = tuple(_silver_key(t)) if lay == "silver" else tuple(BRONZE_INDEX)
             out.append(Suite(lay, t.name, tuple(rules), index, incremental=lay == "bronze"))
     if layer in (None, "gold"):
         out += [s for s in gold_suites(settings) if table is None or s.table == table]

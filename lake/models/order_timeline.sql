@@ -1,7 +1,7 @@
 -- gold.order_timeline: per order, when each status was reached and how long each step took,
 -- from the domain events (OrderPlaced, PaymentCaptured, ShipmentStatusChanged, OrderCancelled).
 -- key: order_id
--- total: events = SELECT count(*) FROM bronze.domain_events WHERE aggregate_type IN ('order', 'payment', 'shipment')
+-- total: events = SELECT count(*) FROM silver.domain_events WHERE aggregate_type IN ('order', 'payment', 'shipment')
 WITH events AS (
     SELECT
         CAST(aggregate_id AS BIGINT) AS order_id,
@@ -13,7 +13,7 @@ WITH events AS (
                 THEN make_timestamptz(CAST(CAST(occurred_at AS VARCHAR) AS BIGINT) * 1000)
             ELSE CAST(CAST(occurred_at AS VARCHAR) AS TIMESTAMPTZ)
         END AS occurred
-    FROM bronze.domain_events
+    FROM silver.domain_events  -- each event once, however often the outbox replayed it
     WHERE aggregate_type IN ('order', 'payment', 'shipment')
 ),
 reached AS (

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.records import CDC_COLUMNS
+from ingestion.records import CDC_COLUMNS, TOAST_MARKS
 
 SOURCE_COLUMNS = {
     "_source_ts_ms": ("ts_ms", pa.int64()),
@@ -224,9 +224,26 @@ def connect_row(schema_json: bytes) -> tuple[pa.StructType, tuple[tuple[str, Con
     return row, conversions
 
 
+# Debezium's unchanged-TOAST placeholder in a bytes-based column (e.g. a Decimal), as JSON sends it
+UNAVAILABLE_B64 = base64.b64encode(b"__debezium_unavailable_value").decode()
+
+
 def apply_logical(table: pa.Table, conversions: tuple[tuple[str, Conversion], ...]) -> pa.Table:
+    """Convert logical types. A column holding the unchanged-TOAST placeholder cannot carry it as
+    its type (a decimal), so the value becomes null and the row lists the column in
+    ``_toast_unavailable``, for silver and history to keep the previous value."""
+    marked: list[tuple[str, np.ndarray]] = []
     for name, convert in conversions:
         if name in table.column_names:
             i = table.column_names.index(name)
-            table = table.set_column(i, name, convert(table[name]))
+            column = table[name]
+            if pa.types.is_string(column.type):
+                hit = pc.fill_null(pc.equal(column, UNAVAILABLE_B64), False)
+                if pc.any(hit).as_py():
+                    marked.append((name, hit.to_numpy(zero_copy_only=False)))
+                    column = pc.if_else(hit, pa.scalar(None, column.type), column)
+            table = table.set_column(i, name, convert(column))
+    if marked:
+        lists = [[name for name, hit in marked if hit[row]] or None for row in range(table.num_rows)]
+        table = table.append_column(TOAST_MARKS, pa.array(lists, pa.list_(pa.string())))
     return table

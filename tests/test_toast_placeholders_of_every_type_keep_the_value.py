@@ -74,3 +74,42 @@ def test_placeholder_with_no_earlier_value_is_null_not_the_placeholder(tmp_path:
     apply_history("t", bronze, history, key=["id"])
     for row in (lake_rows(silver)[1], read_table(history).to_pylist()[0]):
         assert all(row[c] is None for c in FULL), row
+
+
+def test_decimal_placeholder_from_the_connector_is_marked_and_filled(tmp_path: Path) -> None:
+    """A Debezium event with the schema wrapper carries the placeholder's bytes (base64) in a
+    Decimal column: decoding nulls it and lists the column in `_toast_unavailable`; silver then
+    keeps the earlier value."""
+    import json
+
+    from deltalake import write_deltalake
+    from test_decode_debezium_envelopes import _wrapped, batch_of
+
+    from ingestion.decode import DecodeOptions, decode
+
+    fields = [
+        {"type": "int64", "optional": False, "field": "id"},
+        {"type": "string", "optional": True, "field": "name"},
+        {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+         "parameters": {"scale": "2", "connect.decimal.precision": "12"}, "field": "price"},
+    ]  # fmt: skip
+    price = base64.b64encode((1234567).to_bytes(4, "big", signed=True)).decode()
+    placeholder = base64.b64encode(UNAVAILABLE.encode()).decode()
+    events = [
+        _wrapped({"before": None, "after": {"id": 1, "name": "a", "price": price}, "op": "c",
+                  "source": {"lsn": 10, "ts_ms": 10}}, fields),
+        _wrapped({"before": None, "after": {"id": 1, "name": "b", "price": placeholder}, "op": "u",
+                  "source": {"lsn": 20, "ts_ms": 20}}, fields),
+    ]  # fmt: skip
+    out = decode(batch_of(events), options=DecodeOptions("debezium-json"))
+    assert out.dead_letters == ()
+    rows = out.rows.to_pylist()
+    assert [r["price"] for r in rows] == [Decimal("12345.67"), None]
+    assert [r["_toast_unavailable"] for r in rows] == [None, ["price"]]
+    bronze, silver = str(tmp_path / "bronze"), str(tmp_path / "silver")
+    write_deltalake(bronze, out.rows.slice(0, 1), configuration={"delta.enableChangeDataFeed": "true"})
+    apply_changes("t", bronze, silver, key=["id"])
+    write_deltalake(bronze, out.rows.slice(1, 1), mode="append", schema_mode="merge")
+    apply_changes("t", bronze, silver, key=["id"])
+    assert {k: lake_rows(silver)[1][k] for k in ("name", "price")} == {"name": "b", "price": Decimal("12345.67")}
+    assert json.dumps(rows[1]["_toast_unavailable"]) == '["price"]'

@@ -18,6 +18,7 @@ import duckdb
 from deltalake import DeltaTable
 
 from lake import tables
+from lake.gold_models import models
 
 if TYPE_CHECKING:
     from lakeport.config import LakeSettings, Settings
@@ -34,25 +35,21 @@ def _extension(module_name: str) -> Path:
     return found[-1]
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _s3_secret(con: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
     opts = {k.upper(): v for k, v in lake.to_object_store().items()}
     endpoint = urlparse(opts.get("AWS_ENDPOINT_URL", "") or opts.get("ENDPOINT", ""))
     parts = ["TYPE S3"]
     if "AWS_ACCESS_KEY_ID" in opts:
         parts += [
-            f"KEY_ID {_quote(opts['AWS_ACCESS_KEY_ID'])}",
-            f"SECRET {_quote(opts.get('AWS_SECRET_ACCESS_KEY', ''))}",
+            f"KEY_ID {tables.literal(opts['AWS_ACCESS_KEY_ID'])}",
+            f"SECRET {tables.literal(opts.get('AWS_SECRET_ACCESS_KEY', ''))}",
         ]
     if "AWS_SESSION_TOKEN" in opts:
-        parts.append(f"SESSION_TOKEN {_quote(opts['AWS_SESSION_TOKEN'])}")
-    parts.append(f"REGION {_quote(opts.get('AWS_REGION', 'us-east-1'))}")
+        parts.append(f"SESSION_TOKEN {tables.literal(opts['AWS_SESSION_TOKEN'])}")
+    parts.append(f"REGION {tables.literal(opts.get('AWS_REGION', 'us-east-1'))}")
     if endpoint.netloc:
         parts += [
-            f"ENDPOINT {_quote(endpoint.netloc)}",
+            f"ENDPOINT {tables.literal(endpoint.netloc)}",
             "URL_STYLE 'path'",
             f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}",
         ]
@@ -64,14 +61,12 @@ def table_exists(uri: str, lake: LakeSettings) -> bool:
 
 
 def attach_view(con: duckdb.DuckDBPyConnection, layer: str, name: str, uri: str, *, version: int | None = None) -> None:
-    scan = f"delta_scan({_quote(uri)}" + (f", version => {int(version)}" if version is not None else "") + ")"
+    scan = f"delta_scan({tables.literal(uri)}" + (f", version => {int(version)}" if version is not None else "") + ")"
     con.execute(f'CREATE OR REPLACE VIEW "{layer}"."{name}" AS SELECT * FROM {scan}')
 
 
 def lake_tables(settings: Settings) -> list[tuple[str, str]]:
     """Every (layer, name) the configuration can have in the lake, existing or not."""
-    from lake.gold import models
-
     wanted = [(t.layer, t.name) for t in tables.lake_tables(settings)] + [("ops", n) for n in OPS_TABLES]
     wanted += [("ops", n) for n in tables.ops_tables(settings)]
     wanted += [("gold", m.name) for m in models(settings)]
@@ -97,7 +92,7 @@ def connect(
         settings = load_settings(config)
     con = duckdb.connect()
     for module in ("duckdb_extension_httpfs", "duckdb_extension_delta"):
-        con.execute(f"LOAD {_quote(str(_extension(module)))}")
+        con.execute(f"LOAD {tables.literal(str(_extension(module)))}")
     con.execute("SET TimeZone = 'UTC'")
     if not settings.lake.is_local:
         _s3_secret(con, settings.lake)

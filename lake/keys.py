@@ -61,7 +61,7 @@ def rows_for_keys(table: DeltaTable | None, keys: pa.Table, columns: Sequence[st
     wanted = {k: pc.unique(keys[k].drop_null()).cast(schema.field(k).type) for k in keys.column_names}
     default = table.to_pyarrow_dataset()
     keep = _files_holding(table, wanted)
-    fragments = [f for f in default.get_fragments() if f.path in keep or keep is None]
+    fragments = [f for f in default.get_fragments() if keep is None or f.path in keep]
     fmt = default.format
     # fragments without Delta's statistics expressions: those can disagree with the files' view types
     dataset = ds.FileSystemDataset(

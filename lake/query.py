@@ -67,7 +67,8 @@ def attach_view(con: duckdb.DuckDBPyConnection, layer: str, name: str, uri: str,
 
 def lake_tables(settings: Settings) -> list[tuple[str, str]]:
     """Every (layer, name) the configuration can have in the lake, existing or not."""
-    wanted = [(t.layer, t.name) for t in tables.lake_tables(settings)] + [("ops", n) for n in OPS_TABLES]
+    wanted: list[tuple[str, str]] = [(t.layer, t.name) for t in tables.lake_tables(settings)]
+    wanted += [("ops", n) for n in OPS_TABLES]
     wanted += [("ops", n) for n in tables.ops_tables(settings)]
     wanted += [("gold", m.name) for m in models(settings)]
     return wanted

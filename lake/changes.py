@@ -191,6 +191,37 @@ def record_progress(table: DeltaTable, txns: list[Transaction]) -> None:
         table.update_incremental()
 
 
+def until_caught_up(
+    step: Callable[[], dict[str, int] | None],
+    *,
+    bronze_uri: str,
+    target_uri: str,
+    app: str,
+    name: str,
+    storage_options: dict[str, str] | None,
+) -> tuple[list[dict[str, int]], int]:
+    """Apply chunk after chunk (``step``: one chunk, re-run when it loses a commit race) until the
+    bronze version seen at the start is applied. Returns each chunk's result (a dict with at
+    least ``end``) and the watermark reached (-1: nothing applied ever)."""
+    bronze = open_table(bronze_uri, storage_options)
+    done: list[dict[str, int]] = []
+    if bronze is not None:
+        target = bronze.version()
+        while (result := retry_conflicts(step, name=name)) is not None:
+            done.append(result)
+            if result["end"] >= target:
+                break
+    if done:
+        return done, done[-1]["end"]
+    table = open_table(target_uri, storage_options)
+    applied = table.transaction_version(app) if table is not None else None
+    return done, applied if applied is not None else -1
+
+
+def total(done: list[dict[str, int]], field: str) -> int:
+    return sum(d.get(field, 0) for d in done)
+
+
 def retry_conflicts(step: Callable[[], T], *, name: str, attempts: int = 8) -> T:
     """Run ``step`` again (it re-reads everything) when its commit lost a race to another writer."""
     for attempt in range(1, attempts + 1):

@@ -55,36 +55,22 @@ def apply_events(
     """Bring the deduplicated ``silver.<name>`` up to date with ``bronze.<name>``."""
     started = time.monotonic()
     opts = storage_options or None
-    bronze = open_table(bronze_uri, opts)
-    target, to_version, version = (bronze.version() if bronze is not None else -1), -1, None
-    totals = {"rows": 0, "new": 0, "stale": 0, "chunks": 0}
-    while bronze is not None:
 
-        def step() -> dict[str, int] | None:
-            return _apply_chunk(name, bronze_uri, silver_uri, list(key), opts, chunk_rows)
+    def step() -> dict[str, int] | None:
+        return _apply_chunk(name, bronze_uri, silver_uri, list(key), opts, chunk_rows)
 
-        done = cf.retry_conflicts(step, name=name)
-        if done is None:
-            break
-        for k in ("rows", "new", "stale"):
-            totals[k] += done[k]
-        totals["chunks"] += 1
-        to_version, version = done["end"], done["version"]
-        if done["end"] >= target:
-            break
-    if to_version < 0:
-        silver = open_table(silver_uri, opts)
-        applied = silver.transaction_version(app_id(name)) if silver is not None else None
-        to_version = applied if applied is not None else -1
+    done, to_version = cf.until_caught_up(
+        step, bronze_uri=bronze_uri, target_uri=silver_uri, app=app_id(name), name=name, storage_options=opts
+    )
     return EventsResult(
         table=name,
         to_version=to_version,
-        changes=totals["rows"],
-        keys=totals["new"],
-        stale=totals["stale"],
-        version=version,
+        changes=cf.total(done, "rows"),
+        keys=cf.total(done, "new"),
+        stale=cf.total(done, "stale"),
+        version=done[-1]["version"] if done else None,
         seconds=time.monotonic() - started,
-        chunks=totals["chunks"],
+        chunks=len(done),
     )
 
 

@@ -84,39 +84,24 @@ def apply_history(
     truncates_uri = truncates_uri or f"{history_uri.rstrip('/')}__truncates"
     silver_key = keys.silver_key(key, source_key)
     scope = keys.silver_key((), source_key)
-    bronze = open_table(bronze_uri, opts)
-    target, to_version = (bronze.version() if bronze is not None else -1), -1
-    totals = {"rows": 0, "opened": 0, "closed": 0, "chunks": 0}
-    version: int | None = None
-    while bronze is not None:
 
-        def step() -> dict[str, int] | None:
-            return _apply_chunk(
-                name, bronze_uri, history_uri, truncates_uri, silver_key, scope, source_key, opts, chunk_rows
-            )
+    def step() -> dict[str, int] | None:
+        return _apply_chunk(
+            name, bronze_uri, history_uri, truncates_uri, silver_key, scope, source_key, opts, chunk_rows
+        )
 
-        done = cf.retry_conflicts(step, name=name)
-        if done is None:
-            break
-        for k in ("rows", "opened", "closed"):
-            totals[k] += done[k]
-        totals["chunks"] += 1
-        to_version, version = done["end"], done["version"]
-        if done["end"] >= target:
-            break
-    if to_version < 0:
-        history = open_table(history_uri, opts)
-        done_v = history.transaction_version(app_id(name)) if history is not None else None
-        to_version = done_v if done_v is not None else -1
+    done, to_version = cf.until_caught_up(
+        step, bronze_uri=bronze_uri, target_uri=history_uri, app=app_id(name), name=name, storage_options=opts
+    )
     return HistoryResult(
         table=name,
         to_version=to_version,
-        changes=totals["rows"],
-        versions_opened=totals["opened"],
-        version=version,
+        changes=cf.total(done, "rows"),
+        versions_opened=cf.total(done, "opened"),
+        version=done[-1]["version"] if done else None,
         seconds=time.monotonic() - started,
-        versions_closed=totals["closed"],
-        chunks=totals["chunks"],
+        versions_closed=cf.total(done, "closed"),
+        chunks=len(done),
     )
 
 

@@ -90,50 +90,29 @@ def apply_changes(
     opts = storage_options or None
     deleted_uri = deleted_keys_uri or f"{silver_uri.rstrip('/')}__deleted_keys"
     silver_key = keys.silver_key(key, source_key)
-    totals = {"changes": 0, "keys": 0, "stale": 0, "rewritten": 0, "added": 0, "chunks": 0}
-    first: int | None = None
-    last_version: int | None = None
-    truncated = False
-    bronze = open_table(bronze_uri, opts)
-    target = bronze.version() if bronze is not None else -1
-    to_version = -1
-    while bronze is not None:
 
-        def step() -> tuple[int, int, Decision, dict[str, int]] | None:
-            return _apply_chunk(
-                name, bronze_uri, silver_uri, deleted_uri, silver_key, source_key, key_map_uri, opts, chunk_rows
-            )
+    def step() -> dict[str, int] | None:
+        return _apply_chunk(
+            name, bronze_uri, silver_uri, deleted_uri, silver_key, source_key, key_map_uri, opts, chunk_rows
+        )
 
-        done = cf.retry_conflicts(step, name=name)
-        if done is None:
-            silver = open_table(silver_uri, opts)
-            applied = silver.transaction_version(app_id(name)) if silver else None
-            to_version = applied if applied is not None else to_version
-            break
-        start, end, decision, metrics = done
-        first = start if first is None else first
-        to_version, last_version, truncated = end, metrics["version"], truncated or bool(decision.new_marks)
-        for k, v in (("changes", metrics["rows"]), ("keys", decision.winners.num_rows), ("stale", decision.stale)):
-            totals[k] += v
-        totals["rewritten"] += metrics.get("num_target_files_removed", 0)
-        totals["added"] += metrics.get("num_target_files_added", 0)
-        totals["chunks"] += 1
-        if end >= target:
-            break
+    done, to_version = cf.until_caught_up(
+        step, bronze_uri=bronze_uri, target_uri=silver_uri, app=app_id(name), name=name, storage_options=opts
+    )
     forgotten = _forget_old_deletes(deleted_uri, delete_retention, opts)
     result = SilverResult(
         table=name,
-        from_version=first,
+        from_version=done[0]["start"] if done else None,
         to_version=to_version,
-        changes=totals["changes"],
-        keys=totals["keys"],
-        version=last_version,
-        truncated=truncated,
+        changes=cf.total(done, "rows"),
+        keys=cf.total(done, "keys"),
+        version=done[-1]["version"] if done else None,
+        truncated=bool(cf.total(done, "truncated")),
         seconds=time.monotonic() - started,
-        files_rewritten=totals["rewritten"],
-        files_added=totals["added"],
-        stale=totals["stale"],
-        chunks=totals["chunks"],
+        files_rewritten=cf.total(done, "num_target_files_removed"),
+        files_added=cf.total(done, "num_target_files_added"),
+        stale=cf.total(done, "stale"),
+        chunks=len(done),
         deletes_forgotten=forgotten,
     )
     if result.chunks:
@@ -151,7 +130,7 @@ def _apply_chunk(
     key_map_uri: str | None,
     opts: dict[str, str] | None,
     chunk_rows: int,
-) -> tuple[int, int, Decision, dict[str, int]] | None:
+) -> dict[str, int] | None:
     bronze, silver = open_table(bronze_uri, opts), open_table(silver_uri, opts)  # step 1
     if bronze is None:
         return None
@@ -188,7 +167,16 @@ def _apply_chunk(
     elif winners.num_rows or decision.new_marks:  # step 5
         metrics = _merge(silver, winners, key, decision, commit)
     cf.record_progress(silver, txns)
-    return start, chunk.end, decision, {**metrics, "version": silver.version(), "rows": chunk.rows.num_rows}
+    return {
+        **metrics,
+        "start": start,
+        "end": chunk.end,
+        "version": silver.version(),
+        "rows": chunk.rows.num_rows,
+        "keys": decision.winners.num_rows,
+        "stale": decision.stale,
+        "truncated": int(bool(decision.new_marks)),
+    }
 
 
 def _merge(

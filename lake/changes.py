@@ -167,24 +167,31 @@ def scope_predicate(scope: dict[str, str], *, alias: str = "") -> str:
 
 def create_once(uri: str, schema: pa.Schema, *, storage_options: dict[str, str] | None, name: str) -> DeltaTable:
     """Create an empty table if there is none; when several processes race, one creator wins and
-    everyone gets the same table (rows are then only ever written by fenced MERGEs)."""
+    everyone gets the same table (rows are then only ever written by fenced commits). The handle is
+    at the creation (version 0): a decision made before the table existed must not be committed on
+    top of what another run wrote since, and writing through this handle conflicts with that."""
     for attempt in range(1, 6):
         table = open_table(uri, storage_options)
-        if table is not None:
-            return table
-        try:
-            return DeltaTable.create(
-                uri, Schema.from_arrow(schema), mode="error", storage_options=storage_options or None
-            )
-        except (DeltaError, CommitFailedError):
-            time.sleep(0.05 * attempt)  # another creator won: open what it made
+        if table is None:
+            try:
+                table = DeltaTable.create(
+                    uri, Schema.from_arrow(schema), mode="error", storage_options=storage_options or None
+                )
+            except (DeltaError, CommitFailedError):
+                time.sleep(0.05 * attempt)  # another creator won: open what it made
+                continue
+        if table.version() != 0:
+            table.load_as_version(0)
+        return table
     raise TransientLakeError(f"could not create the table at {uri}", table=name)
 
 
 def record_progress(table: DeltaTable, txns: list[Transaction]) -> None:
     """Make sure the watermark (``txns[0]``) and marks were committed: a MERGE that changed
-    nothing writes no commit, so then the app transactions are committed alone."""
-    table.update_incremental()
+    nothing writes no commit, so then the app transactions are committed alone — through the
+    handle as it was read when the chunk was decided, so that a run that committed in between
+    makes this commit fail (and the chunk be decided again) instead of moving the watermark past
+    a decision made on an older snapshot, or back."""
     if table.transaction_version(txns[0].app_id) != txns[0].version:
         commit = CommitProperties(app_transactions=txns)
         table.create_write_transaction([], mode="append", schema=table.schema(), commit_properties=commit)

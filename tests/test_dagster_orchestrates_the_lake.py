@@ -96,7 +96,7 @@ def test_asset_graph_materializes_the_lake(local_stack: StackState, s3_lake: str
     assert checks == {
         ("bronze/customers", "fresh_and_caught_up"): True, ("bronze/customers", "quality"): True,
         ("bronze/domain_events", "fresh_and_caught_up"): True, ("bronze/domain_events", "quality"): True,
-        ("silver/customers", "quality"): True,
+        ("silver/customers", "quality"): True, ("silver/domain_events", "quality"): True,
     }  # fmt: skip
     quality = read_table(f"{s3_lake}/ops/quality_results", local_stack).to_pylist()
     assert {r["suite"] for r in quality} == {"bronze.customers", "bronze.domain_events", "silver.customers"}

@@ -106,3 +106,37 @@ def test_deletes_are_forgotten_after_the_retention(tmp_path: Path) -> None:
     assert [r["_position"] for r in read_table(deleted).to_pylist()] == [20]
     result = apply_changes("t", bronze, silver, key=["id"], deleted_keys_uri=deleted, delete_retention=timedelta(0))
     assert result.deletes_forgotten == 1 and len(read_table(deleted)) == 0
+
+
+def test_overlapping_runs_never_commit_a_decision_made_on_an_older_silver(tmp_path: Path) -> None:
+    """Run B started when bronze held v1, run A when it held v2 (v2 is a truncate that landed late).
+    A's chunk removes nothing A can see, so its MERGE writes no commit; B commits K2 meanwhile. A
+    must not then record its watermark on top of B's commit: it decides again and removes K2."""
+    from unittest import mock
+
+    import lake.silver as silver_mod
+    from lake.tables import open_table
+
+    bronze, silver = str(tmp_path / "bronze"), str(tmp_path / "silver")
+    deleted = str(tmp_path / "deleted")
+    land_cdc(bronze, [cdc(0, "c", 121, 3, "k3", partition=1)])
+    apply_changes("t", bronze, silver, key=["id"], deleted_keys_uri=deleted)
+    land_cdc(bronze, [cdc(0, "c", 110, 2, "k2")])  # v1: before the truncate
+    land_cdc(bronze, [cdc(0, "t", 120, None, partition=2)])  # v2: the truncate, late from its partition
+    real_merge, raced = silver_mod._merge, []
+
+    def merge_after_b_ran(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not raced:
+            raced.append(True)
+
+            def bronze_at_v1(uri: str, opts=None):  # noqa: ANN001, ANN202
+                return DeltaTable(uri, version=1) if uri == bronze else open_table(uri, opts)
+
+            with mock.patch.object(silver_mod, "open_table", bronze_at_v1):
+                silver_mod._apply_chunk("t", bronze, silver, deleted, ["id"], [], None, None, 1000)  # run B
+        return real_merge(*args, **kwargs)
+
+    with mock.patch.object(silver_mod, "_merge", merge_after_b_ran):
+        apply_changes("t", bronze, silver, key=["id"], deleted_keys_uri=deleted)  # run A
+    assert raced and sorted(lake_rows(silver)) == [3]
+    assert DeltaTable(silver).transaction_version(app_id("t")) == 2

@@ -125,11 +125,11 @@ def test_overlapping_runs_never_commit_a_decision_made_on_an_older_silver(tmp_pa
     land_cdc(bronze, [cdc(0, "t", 120, None, partition=2)])  # v2: the truncate, late from its partition
     real_merge, raced = silver_mod._merge, []
 
-    def merge_after_b_ran(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def merge_after_b_ran(*args, **kwargs):
         if not raced:
             raced.append(True)
 
-            def bronze_at_v1(uri: str, opts=None):  # noqa: ANN001, ANN202
+            def bronze_at_v1(uri: str, opts=None):
                 return DeltaTable(uri, version=1) if uri == bronze else open_table(uri, opts)
 
             with mock.patch.object(silver_mod, "open_table", bronze_at_v1):

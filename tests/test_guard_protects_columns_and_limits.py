@@ -123,6 +123,7 @@ def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path:
 
     from lake.gold import refresh_gold
     from lake.query import connect
+    from lake.refresh import refresh_silver
     from lakeport.config import Settings
 
     def routed(n: int, kind: str, event_type: str, at: str, **payload: object) -> bytes:
@@ -138,10 +139,13 @@ def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path:
     batch = _batch(values)
     out = guard(batch, decode(batch, options=DecodeOptions("json")), options=GuardOptions(unnest=("payload",)))
     assert "payload" not in out.rows.column_names and {"order_id", "status", "total"} <= set(out.rows.column_names)
-    tables = [{"name": "domain_events", "topic_pattern": "^events[.].*"}]
+    tables = [{"name": "domain_events", "topic_pattern": "^events[.].*", "key": ["event_id"]}]
     settings = Settings.model_validate({"lake": {"uri": str(tmp_path)}, "gold": {"models": ["order_timeline"]},
                                         "tables": tables})  # fmt: skip
-    write_deltalake(settings.lake.table_uri("bronze", "domain_events"), out.rows)
+    bronze = settings.lake.table_uri("bronze", "domain_events")
+    write_deltalake(bronze, out.rows, configuration={"delta.enableChangeDataFeed": "true"})
+    write_deltalake(bronze, out.rows, mode="append")  # the outbox replayed: every event twice
+    assert [r["error"] for r in refresh_silver(settings)] == [None]  # silver.domain_events: each event once
     (result,) = refresh_gold(settings)
     assert result.rows == 1
     row = (

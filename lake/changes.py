@@ -85,7 +85,13 @@ def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
     wanted = [n for n in pa.schema(bronze.schema().to_arrow()).names if n not in UNUSED]
     try:
         reader = bronze.load_cdf(starting_version=start, ending_version=end, columns=[*wanted, *_CDF_COLUMNS])
-        table = plain_types(pa.table(reader.read_all()) if hasattr(reader, "read_all") else pa.table(reader))
+        stream = pa.RecordBatchReader.from_stream(reader)
+        schema = plain_schema(stream.schema)
+        batches = []
+        for batch in stream:  # a batch at a time: plain types and inserts only, so no second copy
+            batch = batch.cast(schema) if batch.schema != schema else batch
+            batch = batch.filter(pc.equal(batch["_change_type"], "insert"))
+            batches.append(batch.drop_columns([c for c in _CDF_COLUMNS if c in batch.schema.names]))
     except Exception as exc:
         text = str(exc)
         if "not found" in text.lower() or "no such file" in text.lower() or "404" in text:
@@ -96,8 +102,8 @@ def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
                 versions=(start, end),
             ) from None
         raise TransientLakeError(f"could not read bronze's change feed: {text[:300]}", table=name) from None
-    table = table.filter(pc.equal(table["_change_type"], "insert"))
-    return table.drop_columns([c for c in _CDF_COLUMNS if c in table.column_names])
+    out = pa.schema([f for f in schema if f.name not in _CDF_COLUMNS])
+    return pa.Table.from_batches(batches, schema=out)
 
 
 def _plain(dtype: pa.DataType) -> pa.DataType:

@@ -99,7 +99,12 @@ def test_asset_graph_materializes_the_lake(local_stack: StackState, s3_lake: str
         ("silver/customers", "quality"): True, ("silver/domain_events", "quality"): True,
     }  # fmt: skip
     quality = read_table(f"{s3_lake}/ops/quality_results", local_stack).to_pylist()
-    assert {r["suite"] for r in quality} == {"bronze.customers", "bronze.domain_events", "silver.customers"}
+    assert {r["suite"] for r in quality} == {
+        "bronze.customers",
+        "bronze.domain_events",
+        "silver.customers",
+        "silver.domain_events",
+    }
     assert all(r["success"] for r in quality)
 
     again = defs.resolve_job_def("ingest_and_silver").execute_in_process()  # nothing new: nothing changes

@@ -40,7 +40,7 @@ demo-keep: install  ## the demo, leaving the stack up for `lakeport sql` (stop: 
 
 notebooks: install  ## run the demo (stack left up), execute notebooks/ into .lakeport/notebooks, stop the stack
 	$(BIN)/lakeport demo run --keep
-	$(BIN)/python -m lakeport.notebooks --config lakeport.yaml --out .lakeport/notebooks; rc=$$?; \
+	$(BIN)/python -m lakeport.dev.notebooks --config lakeport.yaml --out .lakeport/notebooks; rc=$$?; \
 	$(BIN)/lakeport dev down; exit $$rc
 
 dagster: dev-up  ## the Dagster UI, daemon and code server on http://127.0.0.1:3000 over the local stack

@@ -5,7 +5,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "ingestion._fastjson",
+            "lakeport.ingestion._fastjson",
             ["ingestion/_fastjson.c"],
             optional=True,  # no C compiler: decoding takes the general (pyarrow.json) path
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from lake.maintenance import compact, table_files
-from lake.query import _extension
+from lakeport.lake.maintenance import compact, table_files
+from lakeport.lake.query import _extension
 
 ROOT = Path(__file__).resolve().parent.parent
 STATUSES = np.array(["Approved", "Processing", "Shipped", "InTransit", "Received", "Cancelled"])

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from lake.gold import refresh_gold
-from lake.query import connect
-from lakeport.config import Settings
+from lakeport.lake.gold import refresh_gold
+from lakeport.lake.query import connect
+from lakeport.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = np.array(["books", "garden", "kitchen", "toys", "sports", "music", "fashion", "tools"])

@@ -24,9 +24,9 @@ import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable, write_deltalake
 
-from lakeport import stack
-from lakeport.kafka_tools import create_topics, produce
-from lakeport.workload import bench_events
+from lakeport.dev import stack
+from lakeport.dev.kafka_tools import create_topics, produce
+from lakeport.dev.synthetic_events import bench_events
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "bench.public.orders"

@@ -64,9 +64,9 @@ def _apply_in_child(bronze: str, silver: str) -> dict[str, float]:
     """``apply_changes`` in a fresh process: its result and its peak RSS in MB."""
     code = (
         "import json, resource, sys\n"
-        "from lakeport.runtime import tune_memory\n"
+        "from lakeport.settings.runtime import tune_memory\n"
         "tune_memory()  # as the CLI does\n"
-        "from lake.silver import apply_changes\n"
+        "from lakeport.lake.silver import apply_changes\n"
         "r = apply_changes('orders', sys.argv[1], sys.argv[2], key=['id'])\n"
         "print(json.dumps({'changes': r.changes, 'seconds': r.seconds, 'chunks': r.chunks,"
         " 'files_rewritten': r.files_rewritten,"

@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from capture.pgoutput import UNCHANGED, Column, Relation, Value, lsn_text
+from lakeport.capture.pgoutput import UNCHANGED, Column, Relation, Value, lsn_text
 
 UNAVAILABLE = "__debezium_unavailable_value"
 CONNECTOR_VERSION = "lakeport-capture-1"

@@ -31,10 +31,10 @@ import structlog
 from confluent_kafka import KafkaError, Producer
 from psycopg2.extras import LogicalReplicationConnection
 
-from capture import envelopes, pgoutput, snapshot
-from capture.envelopes import Position
-from capture.errors import CaptureError
-from lakeport.config import KafkaSettings, SourceSettings
+from lakeport.capture import envelopes, pgoutput, snapshot
+from lakeport.capture.envelopes import Position
+from lakeport.capture.errors import CaptureError
+from lakeport.settings import KafkaSettings, SourceSettings
 
 log = structlog.get_logger("lakeport.capture")
 _SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3"

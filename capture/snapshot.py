@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from capture.pgoutput import Column, Relation, Value
+from lakeport.capture.pgoutput import Column, Relation, Value
 
 _COLUMNS = """
 SELECT c.oid, n.nspname, c.relname, a.attname, a.atttypid, a.atttypmod,

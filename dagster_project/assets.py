@@ -13,9 +13,9 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.resources import KafkaResource, LakeResource
-from lake.tables import LakeTable, silver_tables
-from lakeport.config import Settings
+from lakeport.dagster_project.resources import KafkaResource, LakeResource
+from lakeport.lake.tables import LakeTable, silver_tables
+from lakeport.settings import Settings
 
 
 def bronze_key(name: str) -> dg.AssetKey:
@@ -124,7 +124,7 @@ def gold_key(name: str) -> dg.AssetKey:
 
 def gold_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """One asset per SQL model in lake/models/ whose inputs the config has, downstream of them."""
-    from lake.gold import models
+    from lakeport.lake.gold import models
 
     return [_gold_asset(m.name, m.description, m.inputs) for m in models(settings)]
 

@@ -8,11 +8,11 @@ import json
 
 import dagster as dg
 
-from dagster_project.assets import bronze_key, gold_key, silver_key
-from dagster_project.resources import KafkaResource, LakeResource
-from lakeport.config import Settings
-from quality.alerts import Alert
-from quality.suites import Suite, suites_for
+from lakeport.dagster_project.assets import bronze_key, gold_key, silver_key
+from lakeport.dagster_project.resources import KafkaResource, LakeResource
+from lakeport.quality.alerts import Alert
+from lakeport.quality.suites import Suite, suites_for
+from lakeport.settings import Settings
 
 
 def freshness_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:

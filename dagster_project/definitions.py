@@ -10,12 +10,12 @@ import os
 
 import dagster as dg
 
-from dagster_project.assets import bronze_assets, gold_assets, silver_assets
-from dagster_project.checks import freshness_checks, quality_checks
-from dagster_project.maintenance import maintenance_jobs
-from dagster_project.resources import KafkaResource, LakeResource
-from dagster_project.sensors import bronze_version_sensor, run_failure_sensors
-from lakeport.config import load_settings
+from lakeport.dagster_project.assets import bronze_assets, gold_assets, silver_assets
+from lakeport.dagster_project.checks import freshness_checks, quality_checks
+from lakeport.dagster_project.maintenance import maintenance_jobs
+from lakeport.dagster_project.resources import KafkaResource, LakeResource
+from lakeport.dagster_project.sensors import bronze_version_sensor, run_failure_sensors
+from lakeport.settings import load_settings
 
 
 def build(config_path: str | None = None) -> dg.Definitions:

@@ -8,9 +8,9 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.resources import LakeResource
-from lake.tables import lake_tables as written_tables
-from lakeport.config import Settings
+from lakeport.dagster_project.resources import LakeResource
+from lakeport.lake.tables import lake_tables as written_tables
+from lakeport.settings import Settings
 
 
 def lake_tables(settings: Settings) -> list[tuple[str, str]]:

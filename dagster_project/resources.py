@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from lakeport.config import Settings, load_settings
+from lakeport.settings import Settings, load_settings
 
 
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -22,28 +22,28 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return self.settings().lake.table_uri(layer, name)
 
     def ingest_once(self) -> Any:
-        from ingestion.worker import Worker
+        from lakeport.ingestion.worker import Worker
 
         return Worker(self.settings(), once=True).run()
 
     def apply_silver(self, name: str) -> dict[str, Any]:
         """Apply one silver table (``orders``, ``orders_history``, ``domain_events``):
         :func:`lake.refresh.refresh_table`'s result."""
-        from lake.refresh import refresh_table
-        from lake.tables import silver_tables
+        from lakeport.lake.refresh import refresh_table
+        from lakeport.lake.tables import silver_tables
 
         s = self.settings()
         [table] = [t for t in silver_tables(s) if t.name == name]
         return refresh_table(s, table)
 
     def refresh_gold(self, name: str) -> Any:
-        from lake.gold import refresh_gold
+        from lakeport.lake.gold import refresh_gold
 
         return refresh_gold(self.settings(), model=name)
 
     def table_facts(self, layer: str, name: str) -> dict[str, Any]:
         """Delta version, files, bytes and rows of a table (``exists: False`` if it does not)."""
-        from lake.tables import open_table
+        from lakeport.lake.tables import open_table
 
         table = open_table(self.uri(layer, name), self.settings().lake.to_object_store())
         if table is None:
@@ -61,7 +61,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """Seconds since the newest Kafka timestamp landed in ``bronze.<name>`` (None: empty)."""
         import pyarrow.compute as pc
 
-        from lake.tables import open_table
+        from lakeport.lake.tables import open_table
 
         table = open_table(self.uri("bronze", name), self.settings().lake.to_object_store())
         if table is None:
@@ -71,7 +71,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def check_quality(self, layer: str, name: str) -> Any:
         """Run the quality suite of ``<layer>.<name>`` (results kept, alerts sent): a SuiteResult."""
-        from quality.run import check
+        from lakeport.quality.run import check
 
         (result,) = check(self.settings(), table=name, layer=layer)
         return result
@@ -80,13 +80,13 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """Page (deduplicated) for a failing check, or send its recovery: see quality.alerts.Alerter."""
         from datetime import UTC, datetime
 
-        from quality.run import alerter_for
+        from lakeport.quality.run import alerter_for
 
         return alerter_for(self.settings()).evaluate(alert, failing=failing, now=datetime.now(UTC))
 
     def maintain(self, action: str, layer: str, name: str, *, dry_run: bool = False) -> Any:
         """``compact``, ``vacuum`` or ``checkpoint`` one table (see :mod:`lake.maintenance`)."""
-        from lake import maintenance
+        from lakeport.lake import maintenance
 
         s = self.settings()
         uri, opts, orch = s.lake.table_uri(layer, name), s.lake.to_object_store(), s.orchestration
@@ -97,7 +97,7 @@ class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             )
         floor = None
         if layer == "bronze":  # never vacuum or clean up what a silver table has not applied yet
-            from lake.refresh import readers_of
+            from lakeport.lake.refresh import readers_of
 
             floor = maintenance.unapplied_floor(uri, readers_of(s, name), storage_options=opts)
         if action == "vacuum":
@@ -119,7 +119,7 @@ class KafkaResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def lag(self) -> dict[str, dict[str, int]]:
         """table → {"topic[partition]": lag}."""
-        from ingestion.status import collect
+        from lakeport.ingestion.status import collect
 
         return {
             s.table: {f"{p.topic}[{p.partition}]": p.lag for p in s.partitions}

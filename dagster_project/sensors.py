@@ -7,12 +7,12 @@ import json
 import dagster as dg
 from dagster import RunFailureSensorContext, SensorEvaluationContext
 
-from dagster_project.assets import bronze_key, gold_key, silver_key
-from dagster_project.resources import LakeResource
-from lake.gold import models
-from lake.tables import silver_tables
-from lakeport.config import Settings
-from quality.alerts import Alert
+from lakeport.dagster_project.assets import bronze_key, gold_key, silver_key
+from lakeport.dagster_project.resources import LakeResource
+from lakeport.lake.gold import models
+from lakeport.lake.tables import silver_tables
+from lakeport.quality.alerts import Alert
+from lakeport.settings import Settings
 
 
 def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -56,7 +56,7 @@ def run_failure_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """A failed run pages (deduplicated per job); the job's next successful run sends the recovery."""
     from datetime import UTC, datetime
 
-    from quality.run import alerter_for
+    from lakeport.quality.run import alerter_for
 
     def alert(job: str, detail: str, run_id: str) -> Alert:
         return Alert(key=f"run-failed:{job}", title=f"Dagster run of {job} failed", detail=detail,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.records import Batch, Decoded, RawBatch
+from lakeport.ingestion.records import Batch, Decoded, RawBatch
 
 TP = tuple[str, int]
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from ingestion.records import DeadLetter
+from lakeport.ingestion.records import DeadLetter
 
 TABLE = "dead_letters"
 LAYER = "ops"

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.records import CDC_COLUMNS, TOAST_MARKS
+from lakeport.ingestion.records import CDC_COLUMNS, TOAST_MARKS
 
 SOURCE_COLUMNS = {
     "_source_ts_ms": ("ts_ms", pa.int64()),

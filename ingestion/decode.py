@@ -18,8 +18,8 @@ from functools import lru_cache
 import pyarrow as pa
 import pyarrow.json as pj
 
-from ingestion import arrow_types, debezium, fast_decode
-from ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded
+from lakeport.ingestion import arrow_types, debezium, fast_decode
+from lakeport.ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded
 
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 try:
-    from ingestion import _fastjson  # type: ignore[attr-defined]
+    from lakeport.ingestion import _fastjson  # type: ignore[attr-defined]
 except ImportError:  # built optionally (needs a C compiler)
     _fastjson = None
 

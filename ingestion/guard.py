@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded, RawMessage
-from lakeport.config_security import ColumnRule
+from lakeport.ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded, RawMessage
+from lakeport.settings.security import ColumnRule
 
 META = frozenset(META_COLUMNS)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ingestion.records import CommitResult
+from lakeport.ingestion.records import CommitResult
 
 
 class Metrics:

@@ -21,8 +21,8 @@ import numpy as np
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from ingestion.errors import TerminalError, TransientError
-from ingestion.records import RawBatch
+from lakeport.ingestion.errors import TerminalError, TransientError
+from lakeport.ingestion.records import RawBatch
 
 TP = tuple[str, int]
 log = structlog.get_logger("lakeport.source")

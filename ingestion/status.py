@@ -9,9 +9,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from ingestion import offsets
-from ingestion.writer import DeltaWriter
-from lakeport.config import Settings
+from lakeport.ingestion import offsets
+from lakeport.ingestion.writer import DeltaWriter
+from lakeport.settings import Settings
 
 
 @dataclass

@@ -34,16 +34,16 @@ from typing import TypeVar
 import pyarrow as pa
 import structlog
 
-from ingestion import dead_letters, offsets
-from ingestion.batch import Buffer, FlushPolicy, group
-from ingestion.decode import DecodeOptions, decode
-from ingestion.errors import AbandonedError, TerminalError, TransientError
-from ingestion.guard import GuardOptions, guard
-from ingestion.metrics import Metrics
-from ingestion.records import Batch, CommitResult, DeadLetter, Decoded, RawMessage
-from ingestion.source import TP, KafkaSource
-from ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
-from lakeport.config import Settings, TableConfig
+from lakeport.ingestion import dead_letters, offsets
+from lakeport.ingestion.batch import Buffer, FlushPolicy, group
+from lakeport.ingestion.decode import DecodeOptions, decode
+from lakeport.ingestion.errors import AbandonedError, TerminalError, TransientError
+from lakeport.ingestion.guard import GuardOptions, guard
+from lakeport.ingestion.metrics import Metrics
+from lakeport.ingestion.records import Batch, CommitResult, DeadLetter, Decoded, RawMessage
+from lakeport.ingestion.source import TP, KafkaSource
+from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
+from lakeport.settings import Settings, TableConfig
 
 log = structlog.get_logger("lakeport.ingest")
 T = TypeVar("T")

@@ -15,7 +15,7 @@ import pyarrow as pa
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from ingestion.errors import IngestError, TransientError
+from lakeport.ingestion.errors import IngestError, TransientError
 
 _SCHEMA_HINTS = (
     "schema",

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lake.query import as_of, at_version, connect, versions
+from lakeport.lake.query import as_of, at_version, connect, versions
 
 __all__ = ["as_of", "at_version", "connect", "versions"]

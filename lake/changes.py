@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from ingestion.records import BRONZE_META, TOAST_MARKS
-from lake.errors import ChangeFeedGone, TransientLakeError
-from lake.tables import literal, open_table, quote
+from lakeport.ingestion.records import BRONZE_META, TOAST_MARKS
+from lakeport.lake.errors import ChangeFeedGone, TransientLakeError
+from lakeport.lake.tables import literal, open_table, quote
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lake import changes as cf
-from lake import keys as keymod
-from lake.tables import quote
+from lakeport.lake import changes as cf
+from lakeport.lake import keys as keymod
+from lakeport.lake.tables import quote
 
 MARK_APP = "lakeport-silver"
 _META_TYPES = {

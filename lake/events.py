@@ -22,9 +22,9 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, Transaction
 
-from lake import changes as cf
-from lake.errors import KeyMissing
-from lake.tables import open_table, quote
+from lakeport.lake import changes as cf
+from lakeport.lake.errors import KeyMissing
+from lakeport.lake.tables import open_table, quote
 
 
 @dataclass(frozen=True)

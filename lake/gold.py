@@ -20,9 +20,9 @@ from typing import Literal
 
 from deltalake import DeltaTable, write_deltalake
 
-from lake.gold_models import MODELS_DIR, Model, models, parse
-from lake.query import connect
-from lakeport.config import Settings
+from lakeport.lake.gold_models import MODELS_DIR, Model, models, parse
+from lakeport.lake.query import connect
+from lakeport.settings import Settings
 
 __all__ = ["MODELS_DIR", "GoldResult", "Model", "models", "parse", "refresh_gold"]
 

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lake import tables
-from lakeport.config import Settings
+from lakeport.lake import tables
+from lakeport.settings import Settings
 
 MODELS_DIR = Path(__file__).parent / "models"
 _INPUT = re.compile(r"\b(silver|bronze)\.([A-Za-z_][A-Za-z0-9_]*)\b")

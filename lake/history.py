@@ -32,10 +32,10 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction
 
-from lake import changes as cf
-from lake import keys
-from lake.errors import KeyMissing
-from lake.tables import open_table, quote
+from lakeport.lake import changes as cf
+from lakeport.lake import keys
+from lakeport.lake.errors import KeyMissing
+from lakeport.lake.tables import open_table, quote
 
 VERSION_COLUMNS = ("valid_from", "valid_to", "is_current", "_op", "_source_lsn", "_offset")
 _VERSION_TYPES = pa.schema(

@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lake.changes import create_once, plain_schema, plain_types
-from lake.errors import KeyMissing
-from lake.tables import open_table, quote
+from lakeport.lake.changes import create_once, plain_schema, plain_types
+from lakeport.lake.errors import KeyMissing
+from lakeport.lake.tables import open_table, quote
 
 # source_key entry -> (bronze column, silver column)
 SOURCE_FIELDS = {

@@ -25,7 +25,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.fs import DeltaStorageHandler
 
-from lake.tables import open_table
+from lakeport.lake.tables import open_table
 
 DEFAULT_MIN_RETENTION_HOURS = 168.0  # one week: readers of an older snapshot keep their files
 _ZORDER_KEY = "lakeport.zorder"  # commit metadata: the columns a Z-order commit clustered by

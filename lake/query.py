@@ -17,11 +17,11 @@ from urllib.parse import urlparse
 import duckdb
 from deltalake import DeltaTable
 
-from lake import tables
-from lake.gold_models import models
+from lakeport.lake import tables
+from lakeport.lake.gold_models import models
 
 if TYPE_CHECKING:
-    from lakeport.config import LakeSettings, Settings
+    from lakeport.settings import LakeSettings, Settings
 
 LAYERS = ("bronze", "silver", "gold", "ops")
 OPS_TABLES = ("dead_letters", "quality_results", "alerts")
@@ -88,7 +88,7 @@ def connect(
     ``lakeport.tables`` lists what is attached: layer, name, location, version shown.
     """
     if settings is None:
-        from lakeport.config import load_settings
+        from lakeport.settings import load_settings
 
         settings = load_settings(config)
     con = duckdb.connect()

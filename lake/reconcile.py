@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from lake.keys import SOURCE_FIELDS
-from lake.tables import open_table
+from lakeport.lake.keys import SOURCE_FIELDS
+from lakeport.lake.tables import open_table
 
 if TYPE_CHECKING:
-    from lakeport.config import Settings, SourceSettings, TableConfig
+    from lakeport.settings import Settings, SourceSettings, TableConfig
 
 SAMPLE = 20
 _COLUMNS = """

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lake import tables
-from lake.events import app_id as events_app
-from lake.events import apply_events
-from lake.history import app_id as history_app
-from lake.history import apply_history
-from lake.silver import app_id as silver_app
-from lake.silver import apply_changes
+from lakeport.lake import tables
+from lakeport.lake.events import app_id as events_app
+from lakeport.lake.events import apply_events
+from lakeport.lake.history import app_id as history_app
+from lakeport.lake.history import apply_history
+from lakeport.lake.silver import app_id as silver_app
+from lakeport.lake.silver import apply_changes
 
 if TYPE_CHECKING:
-    from lakeport.config import Settings, TableConfig
+    from lakeport.settings import Settings, TableConfig
 
 log = structlog.get_logger("lakeport.silver")
 

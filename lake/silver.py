@@ -37,11 +37,11 @@ import pyarrow as pa
 import structlog
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lake import changes as cf
-from lake import keys
-from lake.decide import Decision, decide
-from lake.errors import KeyMissing
-from lake.tables import literal, open_table, quote
+from lakeport.lake import changes as cf
+from lakeport.lake import keys
+from lakeport.lake.decide import Decision, decide
+from lakeport.lake.errors import KeyMissing
+from lakeport.lake.tables import literal, open_table, quote
 
 log = structlog.get_logger("lakeport.silver")
 SILVER_FILE_BYTES = 4 * 1024 * 1024  # key-clustered files, so a MERGE touches few of them

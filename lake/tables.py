@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 if TYPE_CHECKING:
-    from lakeport.config import LakeSettings, Settings, TableConfig
+    from lakeport.settings import LakeSettings, Settings, TableConfig
 
 LAYERS = ("bronze", "silver", "gold", "ops")
 

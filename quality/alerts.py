@@ -25,9 +25,9 @@ import pyarrow as pa
 import structlog
 from deltalake import write_deltalake
 
-from lakeport.config_quality import AlertSettings, SmtpNotifierConfig, WebhookNotifierConfig
-from quality.errors import NotifyFailed
-from quality.snapshot import open_at
+from lakeport.quality.errors import NotifyFailed
+from lakeport.quality.snapshot import open_at
+from lakeport.settings.quality import AlertSettings, SmtpNotifierConfig, WebhookNotifierConfig
 
 log = structlog.get_logger("lakeport.alerts")
 Status = Literal["firing", "resolved"]

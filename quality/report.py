@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from quality.run import SuiteResult
+from lakeport.quality.run import SuiteResult
 
 
 def to_json(results: list[SuiteResult]) -> dict[str, Any]:

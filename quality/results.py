@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import write_deltalake
 
-from quality.snapshot import open_at
-from quality.validate import Outcome
+from lakeport.quality.snapshot import open_at
+from lakeport.quality.validate import Outcome
 
 LAYER, TABLE = "ops", "quality_results"
 SCHEMA = pa.schema(

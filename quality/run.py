@@ -16,13 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from lakeport.config import Settings
-from quality import results, snapshot
-from quality.alerts import Alert, Alerter, notifiers_from
-from quality.errors import TerminalQualityError
-from quality.gx_context import docs_index
-from quality.suites import Suite, referenced_key, suites_for
-from quality.validate import Context, Outcome, key_strings, run_suite
+from lakeport.quality import results, snapshot
+from lakeport.quality.alerts import Alert, Alerter, notifiers_from
+from lakeport.quality.errors import TerminalQualityError
+from lakeport.quality.gx_context import docs_index
+from lakeport.quality.suites import Suite, referenced_key, suites_for
+from lakeport.quality.validate import Context, Outcome, key_strings, run_suite
+from lakeport.settings import Settings
 
 log = structlog.get_logger("lakeport.quality")
 
@@ -75,7 +75,7 @@ def _context(settings: Settings, suite: Suite, snap: snapshot.Snapshot) -> Conte
     opts, refs, dups, totals = settings.lake.to_object_store(), {}, {}, {}
     for rule in suite.rules:
         if rule.expect == "total" and rule.query:
-            from lake.query import connect
+            from lakeport.lake.query import connect
 
             row = connect(settings).execute(rule.query).fetchone()
             totals[rule.label] = None if row is None or row[0] is None else float(row[0])

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lake.keys import silver_key
-from lakeport.config import Settings, TableConfig
-from lakeport.config_quality import QualityRule
+from lakeport.lake.keys import silver_key
+from lakeport.settings import Settings, TableConfig
+from lakeport.settings.quality import QualityRule
 
 Layer = str  # "bronze" | "silver"
 BRONZE_INDEX = ["_topic", "_partition", "_offset"]
@@ -89,7 +89,7 @@ def suites_for(settings: Settings, *, table: str | None = None, layer: Layer | N
 
 def gold_suites(settings: Settings) -> list[Suite]:
     """Each gold model's key is not null and unique; each ``-- total:`` line matches silver."""
-    from lake.gold import models
+    from lakeport.lake.gold import models
 
     out = []
     for m in models(settings):

@@ -19,10 +19,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakeport.config_quality import QualityRule
-from quality import gx_context
-from quality.snapshot import Snapshot
-from quality.suites import Suite
+from lakeport.quality import gx_context
+from lakeport.quality.snapshot import Snapshot
+from lakeport.quality.suites import Suite
+from lakeport.settings.quality import QualityRule
 
 
 @dataclass(frozen=True)

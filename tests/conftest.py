@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lakeport import stack
+from lakeport.dev import stack
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from ingestion.records import Batch, RawBatch
-from lakeport.kafka_tools import create_topics, produce
-from lakeport.stack import StackState
+from lakeport.dev.kafka_tools import create_topics, produce
+from lakeport.dev.stack import StackState
+from lakeport.ingestion.records import Batch, RawBatch
 
 LAKEPORT = str(Path(sys.executable).parent / "lakeport")
 

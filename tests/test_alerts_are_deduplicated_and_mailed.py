@@ -14,10 +14,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
-from lakeport.config import ConfigError, load_settings
-from lakeport.config_quality import SmtpNotifierConfig, WebhookNotifierConfig
-from lakeport.stack import free_port
-from quality.alerts import Alert, Alerter, SmtpNotifier, WebhookNotifier, send
+from lakeport.dev.stack import free_port
+from lakeport.quality.alerts import Alert, Alerter, SmtpNotifier, WebhookNotifier, send
+from lakeport.settings import ConfigError, load_settings
+from lakeport.settings.quality import SmtpNotifierConfig, WebhookNotifierConfig
 
 
 class Inbox:
@@ -103,7 +103,7 @@ def test_bad_alert_config_fails_naming_the_field(tmp_path: Path) -> None:
 def test_failed_dagster_run_pages_once_and_its_next_success_recovers(tmp_path: Path) -> None:
     import dagster as dg
 
-    from dagster_project.sensors import run_failure_sensors
+    from lakeport.dagster_project.sensors import run_failure_sensors
 
     path = tmp_path / "lakeport.yaml"
     path.write_text(f"lake: {{uri: {tmp_path / 'lake'}}}\n")

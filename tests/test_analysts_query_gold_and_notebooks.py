@@ -16,10 +16,10 @@ import pytest
 from deltalake import DeltaTable
 from helpers import LAKEPORT, run_cli
 
-from dagster_project.definitions import build
-from lakeport import notebooks
-from lakeport.config import Settings, load_settings
-from lakeport.stack import free_port
+from lakeport.dagster_project.definitions import build
+from lakeport.dev import notebooks
+from lakeport.dev.stack import free_port
+from lakeport.settings import Settings, load_settings
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 from helpers import make_topic, read_table, run_cli, unique, write_config
 
-from lakeport.stack import StackState
+from lakeport.dev.stack import StackState
 
 pytestmark = pytest.mark.stack
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ingestion.batch import Buffer, FlushPolicy, group
-from ingestion.records import Decoded, RawBatch
+from lakeport.ingestion.batch import Buffer, FlushPolicy, group
+from lakeport.ingestion.records import Decoded, RawBatch
 
 
 def run(topic: str, partition: int, first: int, n: int, size: int = 10) -> RawBatch:

@@ -18,9 +18,9 @@ import psycopg2
 import pytest
 from helpers import LAKEPORT, make_topic, read_table, run_cli, start_worker, unique, wait_until, write_config
 
-from lakeport import postgres
-from lakeport.oltp import apply_schema, run_workload
-from lakeport.stack import StackState
+from lakeport.dev import postgres
+from lakeport.dev.oltp import apply_schema, run_workload
+from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 TABLES = {

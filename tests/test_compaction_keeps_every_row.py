@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from lake.maintenance import checkpoint, compact, table_files, vacuum
-from lakeport.stack import StackState, s3_client
+from lakeport.dev.stack import StackState, s3_client
+from lakeport.lake.maintenance import checkpoint, compact, table_files, vacuum
 
 SMALL_FILES = 200
 ROWS_PER_FILE = 500
@@ -185,7 +185,7 @@ def test_a_real_commit_conflict_is_retried_on_a_fresh_snapshot(tmp_path: Path, m
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(deltalake.table.TableOptimizer, "compact", racing)
-    monkeypatch.setattr("lake.maintenance._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("lakeport.lake.maintenance._backoff", lambda attempt: 0.0)
     result = compact(uri)
     assert result.attempts == 2 and result.files_after == 1
     assert sorted(DeltaTable(uri).to_pyarrow_table()["id"].to_pylist()) == list(range(50, 1_000))

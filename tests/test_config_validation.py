@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from lakeport.config import ConfigError, load_settings
+from lakeport.settings import ConfigError, load_settings
 
 GOOD = """
 kafka:

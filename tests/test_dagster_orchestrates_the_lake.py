@@ -14,8 +14,8 @@ import pytest
 from deltalake import DeltaTable
 from helpers import debezium, make_topic, read_table, send, unique, write_config
 
-from dagster_project.definitions import build
-from lakeport.stack import StackState
+from lakeport.dagster_project.definitions import build
+from lakeport.dev.stack import StackState
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_definitions_load_and_jobs_resolve(tmp_path: Path) -> None:
     env = {**os.environ, "LAKEPORT_CONFIG": str(config)}
     dagster = str(Path(sys.executable).parent / "dagster")
     done = subprocess.run(
-        [dagster, "definitions", "validate", "-m", "dagster_project.definitions"],
+        [dagster, "definitions", "validate", "-m", "lakeport.dagster_project.definitions"],
         env=env, capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -19,8 +19,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from lakeport import dagster_dev
-from lakeport.stack import StackState, free_port
+from lakeport.dev import dagster_dev
+from lakeport.dev.stack import StackState, free_port
 
 pytestmark = pytest.mark.stack
 

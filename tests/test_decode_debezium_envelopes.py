@@ -9,8 +9,8 @@ from decimal import Decimal
 import pyarrow as pa
 from helpers import debezium
 
-from ingestion.decode import DecodeOptions, decode
-from ingestion.records import Batch, RawBatch
+from lakeport.ingestion.decode import DecodeOptions, decode
+from lakeport.ingestion.records import Batch, RawBatch
 
 
 def batch_of(values: list[bytes | None], *, fmt: str = "debezium-json", topic: str = "shop.public.customers") -> Batch:

@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 from test_decode_debezium_envelopes import batch_of
 
-from ingestion.decode import DecodeOptions, decode
+from lakeport.ingestion.decode import DecodeOptions, decode
 
 GOOD = [json.dumps({"id": i, "amount": i * 1.5, "status": "ok"}).encode() for i in range(10)]
 

@@ -13,8 +13,8 @@ import pytest
 import typer.main
 import yaml
 
-from lakeport.cli import app
-from lakeport.config import load_settings
+from lakeport.cli.app import app
+from lakeport.settings import load_settings
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 COMPOSE = INFRA / "compose" / "docker-compose.yml"

@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pytest
 from helpers import LAKEPORT, landed_rows, make_topic, read_table, start_worker, unique, wait_until, write_config
 
-from lakeport.kafka_tools import produce
-from lakeport.stack import StackState
-from lakeport.workload import bench_events
+from lakeport.dev.kafka_tools import produce
+from lakeport.dev.stack import StackState
+from lakeport.dev.synthetic_events import bench_events
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 MESSAGES = 150_000

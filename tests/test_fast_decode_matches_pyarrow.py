@@ -14,9 +14,9 @@ from helpers import raw_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestion import debezium, fast_decode
-from ingestion.decode import DecodeOptions, decode
-from lakeport.workload import bench_events
+from lakeport.dev.synthetic_events import bench_events
+from lakeport.ingestion import debezium, fast_decode
+from lakeport.ingestion.decode import DecodeOptions, decode
 
 ROW = pa.struct(
     [

@@ -27,8 +27,8 @@ from helpers import (
     write_config,
 )
 
-from lakeport.processes import pause, resume
-from lakeport.stack import StackState
+from lakeport.dev.processes import pause, resume
+from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.faults]
 
@@ -170,9 +170,9 @@ def test_maintenance_runs_during_ingest_and_silver_merges(
     from deltalake import DeltaTable
     from helpers import debezium
 
-    from lake import maintenance
-    from lake.refresh import refresh_silver
-    from lakeport.config import load_settings
+    from lakeport.lake import maintenance
+    from lakeport.lake.refresh import refresh_silver
+    from lakeport.settings import load_settings
 
     topic = unique("fault.maint") + ".public.customers"
     make_topic(local_stack, topic, 3)

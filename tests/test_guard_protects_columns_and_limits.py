@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from helpers import make_topic, read_table, send, unique, write_config
 
-from ingestion.decode import RAW_DEPTH_LIMIT, DecodeOptions, decode, json_depth
-from ingestion.guard import GuardOptions, guard
-from ingestion.records import Batch, RawBatch
-from lakeport.config import ConfigError, load_settings
-from lakeport.config_security import ColumnRule
-from lakeport.stack import StackState
+from lakeport.dev.stack import StackState
+from lakeport.ingestion.decode import RAW_DEPTH_LIMIT, DecodeOptions, decode, json_depth
+from lakeport.ingestion.guard import GuardOptions, guard
+from lakeport.ingestion.records import Batch, RawBatch
+from lakeport.settings import ConfigError, load_settings
+from lakeport.settings.security import ColumnRule
 
 SALT = b"pepper-for-tests"
 
@@ -121,10 +121,10 @@ def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path:
     `unnest: [payload]` the same gold model reads them as it reads lakeport capture's flat events."""
     from deltalake import write_deltalake
 
-    from lake.gold import refresh_gold
-    from lake.query import connect
-    from lake.refresh import refresh_silver
-    from lakeport.config import Settings
+    from lakeport.lake.gold import refresh_gold
+    from lakeport.lake.query import connect
+    from lakeport.lake.refresh import refresh_silver
+    from lakeport.settings import Settings
 
     def routed(n: int, kind: str, event_type: str, at: str, **payload: object) -> bytes:
         event = {"event_id": f"e{n}", "event_type": event_type, "aggregate_type": kind, "aggregate_id": "42"}

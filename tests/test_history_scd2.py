@@ -9,7 +9,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 from test_silver_current_state import append, change
 
-from lake.history import apply_history
+from lakeport.lake.history import apply_history
 
 
 def versions(uri: str) -> list[tuple]:

@@ -12,7 +12,7 @@ import pytest
 from deltalake import DeltaTable
 from helpers import debezium, make_topic, offsets_of, read_table, run_cli, send, unique, write_config
 
-from lakeport.stack import StackState
+from lakeport.dev.stack import StackState
 
 pytestmark = pytest.mark.stack
 

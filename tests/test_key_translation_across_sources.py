@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 from helpers import make_topic, read_table, run_cli, unique, write_config
 
-from lakeport import postgres
-from lakeport.stack import StackState
+from lakeport.dev import postgres
+from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack]
 

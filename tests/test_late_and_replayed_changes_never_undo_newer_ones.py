@@ -7,8 +7,8 @@ from pathlib import Path
 from deltalake import DeltaTable
 from helpers import cdc, lake_rows, land_cdc, read_table
 
-from lake.history import apply_history
-from lake.silver import apply_changes
+from lakeport.lake.history import apply_history
+from lakeport.lake.silver import apply_changes
 
 
 def lake(tmp_path: Path) -> tuple[str, str, str]:

@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 from helpers import run_cli
 
-from lakeport import postgres
-from lakeport.stack import free_port
+from lakeport.dev import postgres
+from lakeport.dev.stack import free_port
 
 pytestmark = pytest.mark.stack
 

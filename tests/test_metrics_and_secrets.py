@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import make_topic, read_table, run_cli, send, start_worker, unique, wait_until, write_config
 
-from lakeport.stack import StackState, free_port
+from lakeport.dev.stack import StackState, free_port
 
 pytestmark = pytest.mark.stack
 SECRET = "kafka-pw-Zq81xT"  # a credential that librdkafka gets but that must never be printed
@@ -88,7 +88,7 @@ def test_metrics_and_no_secret_anywhere(local_stack: StackState, s3_lake: str, t
 def test_no_secret_in_quality_alerts_or_dagster_metadata(local_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
     import dagster as dg
 
-    from dagster_project.definitions import build
+    from lakeport.dagster_project.definitions import build
 
     topic = unique("secrets.t")
     make_topic(local_stack, topic, 1)

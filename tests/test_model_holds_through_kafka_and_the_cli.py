@@ -13,7 +13,7 @@ import pytest
 from cdc_model import Change, current, deliver, source_history, versions
 from helpers import make_topic, read_table, run_cli, send, unique, write_config
 
-from lakeport.stack import StackState
+from lakeport.dev.stack import StackState
 
 pytestmark = pytest.mark.stack
 TEXT = ("name", "_version", "doc")  # the JSON converter without schemas: text and numbers

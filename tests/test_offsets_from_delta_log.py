@@ -8,8 +8,8 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestion import offsets
-from ingestion.writer import DeltaWriter
+from lakeport.ingestion import offsets
+from lakeport.ingestion.writer import DeltaWriter
 
 
 def rows(tp_offsets: list[tuple[str, int, int]]) -> pa.Table:

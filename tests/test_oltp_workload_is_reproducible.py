@@ -10,8 +10,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from lakeport import postgres
-from lakeport.oltp import WorkloadStats, apply_schema, run_workload
+from lakeport.dev import postgres
+from lakeport.dev.oltp import WorkloadStats, apply_schema, run_workload
 
 pytestmark = pytest.mark.stack
 

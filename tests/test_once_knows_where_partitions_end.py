@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from ingestion.source import TP, KafkaSource, PartitionProgress
+from lakeport.ingestion.source import TP, KafkaSource, PartitionProgress
 
 TOPIC = "shop.public.orders"
 

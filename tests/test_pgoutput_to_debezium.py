@@ -10,9 +10,9 @@ from decimal import Decimal
 
 from test_decode_debezium_envelopes import batch_of
 
-from capture import envelopes, pgoutput
-from capture.envelopes import Position
-from ingestion.decode import DecodeOptions, decode
+from lakeport.capture import envelopes, pgoutput
+from lakeport.capture.envelopes import Position
+from lakeport.ingestion.decode import DecodeOptions, decode
 
 NUMERIC_12_2 = ((12 << 16) | 2) + 4
 COLUMNS = [  # name, type oid, typmod, key

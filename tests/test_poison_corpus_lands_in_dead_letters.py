@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import debezium, make_topic, read_table, run_cli, send, unique, write_config
 
-from lakeport.stack import StackState
+from lakeport.dev.stack import StackState
 
 pytestmark = pytest.mark.stack
 

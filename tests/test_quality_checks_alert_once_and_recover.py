@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from helpers import WebhookReceiver, debezium, make_topic, read_table, run_cli, send, unique, write_config
 
-from ingestion.worker import Worker
-from lake.refresh import refresh_silver
-from lakeport.config import Settings, load_settings
-from lakeport.stack import StackState
-from quality.run import check
+from lakeport.dev.stack import StackState
+from lakeport.ingestion.worker import Worker
+from lakeport.lake.refresh import refresh_silver
+from lakeport.quality.run import check
+from lakeport.settings import Settings, load_settings
 
 pytestmark = pytest.mark.stack
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from lake import as_of, at_version, connect, versions
-from lake.gold import models, refresh_gold
-from lakeport.config import Settings
+from lakeport.lake import as_of, at_version, connect, versions
+from lakeport.lake.gold import models, refresh_gold
+from lakeport.settings import Settings
 
 
 def _settings(lake: Path, **extra: object) -> Settings:

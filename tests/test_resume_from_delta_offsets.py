@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from helpers import make_topic, read_table, run_cli, send, unique, write_config
 
-from lakeport.stack import StackState
+from lakeport.dev.stack import StackState
 
 pytestmark = pytest.mark.stack
 

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from helpers import landed_rows, make_topic, read_table, send, start_worker, unique, wait_until, write_config
 
-from lakeport.stack import StackState, start_s3, stop_s3
+from lakeport.dev.stack import StackState, start_s3, stop_s3
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.faults]
 

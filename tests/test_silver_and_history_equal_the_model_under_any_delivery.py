@@ -24,11 +24,11 @@ from deltalake import DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lake import maintenance
-from lake.history import app_id as history_app
-from lake.history import apply_history
-from lake.silver import app_id as silver_app
-from lake.silver import apply_changes
+from lakeport.lake import maintenance
+from lakeport.lake.history import app_id as history_app
+from lakeport.lake.history import apply_history
+from lakeport.lake.silver import app_id as silver_app
+from lakeport.lake.silver import apply_changes
 
 
 class Crash(Exception):
@@ -37,13 +37,13 @@ class Crash(Exception):
 
 # (module, function, when): a crash before the call, or right after it returned (its commit made)
 CRASH_POINTS = [
-    ("lake.changes", "read", "before"),
-    ("lake.silver", "_remember_deletes", "before"),
-    ("lake.silver", "_remember_deletes", "after"),
-    ("lake.keys", "assign_lake_ids", "after"),
-    ("lake.silver", "_merge", "before"),
-    ("lake.silver", "_merge", "after"),
-    ("lake.history", "_chain", "after"),
+    ("lakeport.lake.changes", "read", "before"),
+    ("lakeport.lake.silver", "_remember_deletes", "before"),
+    ("lakeport.lake.silver", "_remember_deletes", "after"),
+    ("lakeport.lake.keys", "assign_lake_ids", "after"),
+    ("lakeport.lake.silver", "_merge", "before"),
+    ("lakeport.lake.silver", "_merge", "after"),
+    ("lakeport.lake.history", "_chain", "after"),
 ]
 
 
@@ -237,7 +237,7 @@ def test_on_s3_several_sources_equal_the_model(local_stack: Any, rnd: random.Ran
 
 def test_bronze_schema_of_the_model_is_what_ingest_writes() -> None:
     """The model's bronze columns are a subset of what ingest lands for a Debezium table."""
-    from ingestion.records import BRONZE_META
+    from lakeport.ingestion.records import BRONZE_META
 
     meta = {f.name for f in bronze_rows([], {}).schema if f.name.startswith("_") and f.name != "_version"}
     assert meta <= BRONZE_META

@@ -12,8 +12,8 @@ from deltalake import DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lake.changes import UNAVAILABLE
-from lake.silver import apply_changes
+from lakeport.lake.changes import UNAVAILABLE
+from lakeport.lake.silver import apply_changes
 
 SCHEMA = pa.schema(
     [

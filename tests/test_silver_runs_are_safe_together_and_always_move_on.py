@@ -10,10 +10,10 @@ import pytest
 from deltalake import DeltaTable
 from helpers import cdc, lake_rows, land_cdc, read_table
 
-from lake import maintenance
-from lake.errors import ChangeFeedGone
-from lake.history import apply_history
-from lake.silver import app_id, apply_changes
+from lakeport.lake import maintenance
+from lakeport.lake.errors import ChangeFeedGone
+from lakeport.lake.history import apply_history
+from lakeport.lake.silver import app_id, apply_changes
 
 
 def test_two_first_runs_at_once_write_each_row_once(tmp_path: Path) -> None:
@@ -114,8 +114,8 @@ def test_overlapping_runs_never_commit_a_decision_made_on_an_older_silver(tmp_pa
     must not then record its watermark on top of B's commit: it decides again and removes K2."""
     from unittest import mock
 
-    import lake.silver as silver_mod
-    from lake.tables import open_table
+    import lakeport.lake.silver as silver_mod
+    from lakeport.lake.tables import open_table
 
     bronze, silver = str(tmp_path / "bronze"), str(tmp_path / "silver")
     deleted = str(tmp_path / "deleted")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 from helpers import CDC_BRONZE, cdc, lake_rows, land_cdc, read_table
 
-from lake.changes import UNAVAILABLE
-from lake.history import apply_history
-from lake.silver import apply_changes
+from lakeport.lake.changes import UNAVAILABLE
+from lakeport.lake.history import apply_history
+from lakeport.lake.silver import apply_changes
 
 SCHEMA = pa.schema(
     [
@@ -85,7 +85,7 @@ def test_decimal_placeholder_from_the_connector_is_marked_and_filled(tmp_path: P
     from deltalake import write_deltalake
     from test_decode_debezium_envelopes import _wrapped, batch_of
 
-    from ingestion.decode import DecodeOptions, decode
+    from lakeport.ingestion.decode import DecodeOptions, decode
 
     fields = [
         {"type": "int64", "optional": False, "field": "id"},

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from ingestion.errors import TerminalError, TransientError
-from ingestion.records import Decoded
-from ingestion.worker import Worker
-from lakeport.config import Settings
+from lakeport.ingestion.errors import TerminalError, TransientError
+from lakeport.ingestion.records import Decoded
+from lakeport.ingestion.worker import Worker
+from lakeport.settings import Settings
 
 
 def worker(timeout: float) -> Worker:

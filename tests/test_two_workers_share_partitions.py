@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pytest
 from helpers import landed_rows, make_topic, read_table, start_worker, unique, wait_until, write_config
 
-from lakeport.kafka_tools import produce
-from lakeport.stack import StackState
+from lakeport.dev.kafka_tools import produce
+from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 MESSAGES = 30_000

@@ -4,6 +4,6 @@
 committed transactions against them, writing domain events to a transactional ``outbox`` table.
 """
 
-from lakeport.oltp.workload import WorkloadStats, apply_schema, run_workload
+from lakeport.dev.oltp.workload import WorkloadStats, apply_schema, run_workload
 
 __all__ = ["WorkloadStats", "apply_schema", "run_workload"]

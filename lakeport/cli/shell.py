@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lakeport.log import redact
+from lakeport.settings.log import redact
 
 HELP = "SQL ends with ';'. .tables lists the lake's tables, .help this text, .quit (or Ctrl-D) leaves."
 

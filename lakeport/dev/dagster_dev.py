@@ -20,9 +20,9 @@ from pathlib import Path
 
 import psutil
 
-from lakeport.processes import Service, StackError, port_free
+from lakeport.dev.processes import Service, StackError, port_free
 
-DEFAULT_MODULE = "dagster_project.definitions"
+DEFAULT_MODULE = "lakeport.dagster_project.definitions"
 # one run at a time per pool: each silver table's apply is its own pool (dagster_project.assets.pool)
 DAGSTER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 

@@ -1,6 +1,6 @@
 """The ``lakeport`` commands over the lake: silver, reconcile, check, sql, shell, gold.
 
-They are registered on the one typer app of :mod:`lakeport.cli` (which imports this module).
+Registered by name on the one typer app in :mod:`lakeport.cli.app`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
-from lakeport import log as logging
-from lakeport.cli import ConfigOpt, JsonOpt, _print_rows, app, err, out, settings_from
-from lakeport.runtime import tune_memory
+from lakeport.cli.options import AsOfOpt, AtVersionOpt, ConfigOpt, JsonOpt, err, out, print_rows, settings_from
+from lakeport.settings import log as logging
+from lakeport.settings.runtime import tune_memory
 
 
-@app.command()
 def silver(
     config: ConfigOpt = None,
     table: Annotated[str | None, typer.Option(help="only this table")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending bronze changes to silver current-state tables (and ``_history`` where configured)."""
-    from lake.refresh import failed, refresh_silver
+    from lakeport.lake.refresh import failed, refresh_silver
 
     logging.configure()  # to stderr: stdout carries the results
     tune_memory()
@@ -32,7 +31,7 @@ def silver(
     if as_json:
         sys.stdout.write(json.dumps(results) + "\n")
     else:
-        _print_rows(
+        print_rows(
             ["table", "kind", "changes", "stale", "silver version", "seconds", "error"],
             [
                 (r["table"], r["kind"], r.get("changes"), r.get("stale", ""), r.get("version"),
@@ -45,7 +44,6 @@ def silver(
         raise typer.Exit(1)
 
 
-@app.command()
 def reconcile(
     config: ConfigOpt = None,
     table: Annotated[str | None, typer.Option(help="only this table")] = None,
@@ -54,7 +52,7 @@ def reconcile(
     """Compare silver tables with their source database row by row; exit 1 on any difference."""
     from dataclasses import asdict
 
-    from lake.reconcile import reconcile as compare
+    from lakeport.lake.reconcile import reconcile as compare
 
     reports = compare(settings_from(config), table=table)
     if as_json:
@@ -63,11 +61,10 @@ def reconcile(
         columns = ["table", "source", "source rows", "lake rows", "missing", "extra", "different", "ok"]
         rows = [(r.table, f"{r.source}:{r.source_table}", r.source_rows, r.lake_rows, r.missing_count, r.extra_count,
                  r.different_count, r.ok) for r in reports]  # fmt: skip
-        _print_rows(columns, rows, "table")
+        print_rows(columns, rows, "table")
     raise typer.Exit(0 if reports and all(r.ok for r in reports) else 1)
 
 
-@app.command()
 def check(
     config: ConfigOpt = None,
     table: Annotated[str | None, typer.Option(help="only this table's suites")] = None,
@@ -76,8 +73,8 @@ def check(
     alert: Annotated[bool, typer.Option("--alert/--no-alert", help="send alerts and recoveries")] = True,
 ) -> None:
     """Run the quality suites (Great Expectations); exit 1 if an error-severity expectation fails."""
-    from quality.report import print_results, to_json
-    from quality.run import check as run_checks
+    from lakeport.quality.report import print_results, to_json
+    from lakeport.quality.run import check as run_checks
 
     logging.configure(level="WARNING")
     results = run_checks(settings_from(config), table=table, layer=layer, alert=alert)
@@ -88,17 +85,11 @@ def check(
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
 
 
-AtVersionOpt = Annotated[
-    list[str] | None, typer.Option("--at-version", help="TABLE=VERSION, e.g. silver.orders=12 (repeatable)")
-]
-AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="every table as of this time (ISO 8601, UTC if no zone)")]
-
-
 def _lake(config: Path | None, at_version: list[str] | None, as_of: str | None) -> Any:
     """A DuckDB connection over the lake, time-travelled as asked; bad options exit 2 naming them."""
     from datetime import datetime
 
-    from lake import connect
+    from lakeport.lake import connect
 
     try:
         pins = {t: int(v) for t, _, v in (p.partition("=") for p in at_version or [])}
@@ -109,7 +100,6 @@ def _lake(config: Path | None, at_version: list[str] | None, as_of: str | None) 
         raise typer.Exit(2) from None
 
 
-@app.command()
 def sql(
     query: Annotated[str | None, typer.Argument(help="SQL over bronze.*, silver.*, gold.*, ops.*")] = None,
     config: ConfigOpt = None,
@@ -131,24 +121,22 @@ def sql(
     except duckdb.Error as exc:
         err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
         raise typer.Exit(1) from None
-    _print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
+    print_rows([d[0] for d in cursor.description or []], cursor.fetchall(), fmt)
 
 
-@app.command()
 def shell(config: ConfigOpt = None, at_version: AtVersionOpt = None, as_of: AsOfOpt = None) -> None:
     """An interactive SQL prompt over the lake: end statements with ';', `.tables` lists, `.quit` leaves."""
-    from lakeport.shell import repl
+    from lakeport.cli.shell import repl
 
     repl(_lake(config, at_version, as_of), out=out, err=err, interactive=sys.stdin.isatty())
 
 
-@app.command()
 def gold(
     config: ConfigOpt = None,
     model: Annotated[str | None, typer.Option(help="only this model (lake/models/<model>.sql)")] = None,
 ) -> None:
     """Rebuild the gold tables from their SQL models (full refresh, one Delta commit each)."""
-    from lake.gold import refresh_gold
+    from lakeport.lake.gold import refresh_gold
 
     for r in refresh_gold(settings_from(config), model=model):
         out.print(f"gold.{r.model:<16} version {r.version:>4}  {r.rows:>9,} rows  {r.files} files  {r.seconds:.2f}s")

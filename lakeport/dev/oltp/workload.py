@@ -48,7 +48,7 @@ KINDS = {  # kind -> relative weight; a kind with nothing to act on (no paid ord
 
 def apply_schema(conn_kwargs: dict[str, Any]) -> None:
     """Create the shop's tables if they do not exist (idempotent)."""
-    sql = resources.files("lakeport.oltp").joinpath("schema.sql").read_text(encoding="utf-8")
+    sql = resources.files("lakeport.dev.oltp").joinpath("schema.sql").read_text(encoding="utf-8")
     conn = psycopg2.connect(**conn_kwargs)
     try:
         with conn, conn.cursor() as cur:

@@ -14,17 +14,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from capture.publisher import Publisher
-from ingestion.worker import Worker
-from lake import connect
-from lake.gold import models, refresh_gold
-from lake.reconcile import reconcile
-from lake.refresh import refresh_silver
-from lakeport import stack
-from lakeport.config import Settings
-from lakeport.oltp import apply_schema, run_workload
-from quality.gx_context import docs_index
-from quality.run import check
+from lakeport.capture.publisher import Publisher
+from lakeport.dev import stack
+from lakeport.dev.oltp import apply_schema, run_workload
+from lakeport.ingestion.worker import Worker
+from lakeport.lake import connect
+from lakeport.lake.gold import models, refresh_gold
+from lakeport.lake.reconcile import reconcile
+from lakeport.lake.refresh import refresh_silver
+from lakeport.quality.gx_context import docs_index
+from lakeport.quality.run import check
+from lakeport.settings import Settings
 
 
 def run(settings: Settings, *, home: Path, transactions: int, keep: bool, console: Console) -> bool:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lakeport.processes import Service, StackError, spawn, stop, wait_port
+from lakeport.dev.processes import Service, StackError, spawn, stop, wait_port
 
 BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin"), Path("/usr/lib/postgresql/17/bin")]
 SUPERUSER = "postgres"

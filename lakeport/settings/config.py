@@ -21,9 +21,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from lakeport.config_gold import GoldSettings
-from lakeport.config_quality import AlertSettings, QualityRule, QualitySettings
-from lakeport.config_security import ColumnRule, SecuritySettings
+from lakeport.settings.gold import GoldSettings
+from lakeport.settings.quality import AlertSettings, QualityRule, QualitySettings
+from lakeport.settings.security import ColumnRule, SecuritySettings
 
 DEFAULT_CONFIG_NAME = "lakeport.yaml"
 _SECRET_KEY = re.compile(r"(password|secret|jaas|token|credential|private|api[._-]?key)", re.I)

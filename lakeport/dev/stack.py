@@ -1,5 +1,5 @@
 """The local stack: a Kafka-API broker (Tansu) and S3 (SeaweedFS), started from their wheels, and
-a private PostgreSQL cluster as the CDC source (:mod:`lakeport.postgres`).
+a private PostgreSQL cluster as the CDC source (:mod:`lakeport.dev.postgres`).
 
 Everything binds 127.0.0.1. State (ports, pids, data dirs, logs) lives in one directory,
 ``.lakeport/`` by default, in ``stack.json``. ``down`` stops only the pids recorded there, and only
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from lakeport.processes import (
+from lakeport.dev.processes import (
     Service,
     StackError,
     free_port,
@@ -31,7 +31,7 @@ from lakeport.processes import (
 )
 
 if TYPE_CHECKING:
-    from lakeport.config import Settings
+    from lakeport.settings import Settings
 
 STATE_FILE = "stack.json"
 DEFAULT_PORTS = {"kafka": 19092, "s3": 18333, "postgres": 15432}
@@ -57,7 +57,7 @@ class StackState:
 
     @property
     def postgres_dsn(self) -> str:
-        from lakeport.postgres import dsn
+        from lakeport.dev.postgres import dsn
 
         return dsn(self.postgres_port)
 
@@ -276,7 +276,7 @@ def up(
     if existing:
         down(home)
     if fresh:
-        from lakeport import postgres as pg
+        from lakeport.dev import postgres as pg
 
         for directory in (home / "s3", pg.data_dir(home), home / "capture"):
             shutil.rmtree(directory, ignore_errors=True)
@@ -303,7 +303,7 @@ def up(
         state = replace(state, services=[kafka, s3])
         _save_state(state)
         if pg_port:
-            from lakeport import postgres as pg
+            from lakeport.dev import postgres as pg
 
             state = replace(state, services=[*state.services, pg.start(home, pg_port, deadline)], postgres_port=pg_port)
             _save_state(state)

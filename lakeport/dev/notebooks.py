@@ -1,6 +1,6 @@
 """Execute the analyst notebooks in ``notebooks/`` against a lake and keep the executed copies.
 
-``python -m lakeport.notebooks [--config lakeport.yaml] [--out .lakeport/notebooks]``: each
+``python -m lakeport.dev.notebooks [--config lakeport.yaml] [--out .lakeport/notebooks]``: each
 notebook runs top to bottom in a fresh kernel with ``LAKEPORT_CONFIG`` set; a cell that raises
 stops that notebook and makes the command exit 1, naming the notebook and the cell.
 """
@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @dataclass(frozen=True)

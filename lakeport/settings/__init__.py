@@ -1,0 +1,38 @@
+"""The ground of the house: settings, built once at the edge and passed down.
+
+Every package may import this one; it imports nothing of Lakeport's. ``config`` is the YAML
+file's model and loader; ``gold``, ``quality`` and ``security`` are its larger sections;
+``log`` and ``runtime`` are the process set-up the edges (CLI, Dagster) apply from them.
+"""
+
+from __future__ import annotations
+
+from lakeport.settings.config import (
+    DEFAULT_CONFIG_NAME,
+    CdcSettings,
+    ConfigError,
+    IngestSettings,
+    KafkaSettings,
+    LakeSettings,
+    OrchestrationSettings,
+    PostgresSettings,
+    Settings,
+    SourceSettings,
+    TableConfig,
+    load_settings,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "CdcSettings",
+    "ConfigError",
+    "IngestSettings",
+    "KafkaSettings",
+    "LakeSettings",
+    "OrchestrationSettings",
+    "PostgresSettings",
+    "Settings",
+    "SourceSettings",
+    "TableConfig",
+    "load_settings",
+]

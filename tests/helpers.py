@@ -22,6 +22,7 @@ from lakeport.dev.kafka_tools import create_topics, produce
 from lakeport.dev.stack import StackState
 from lakeport.ingestion.records import Batch, RawBatch
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 LAKEPORT = str(Path(sys.executable).parent / "lakeport")
 
 

@@ -9,12 +9,14 @@ bronze changes by MERGE.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import dagster as dg
 
 from lakeport.dagster_project.resources import KafkaResource, LakeResource
-from lakeport.lake.tables import LakeTable, silver_tables
+from lakeport.lake.gold import models
+from lakeport.lake.tables import LakeTable, TableFacts, silver_tables
 from lakeport.settings import Settings
 
 
@@ -26,8 +28,8 @@ def silver_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["silver", name])
 
 
-def _facts_metadata(facts: dict[str, Any]) -> dict[str, Any]:
-    return {k: facts[k] for k in ("version", "files", "bytes", "rows") if k in facts}
+def facts_metadata(facts: TableFacts | None) -> dict[str, Any]:
+    return {} if facts is None else asdict(facts)
 
 
 def bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
@@ -50,7 +52,7 @@ def bronze_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             yield dg.MaterializeResult(
                 asset_key=bronze_key(t.name),
                 metadata={
-                    **_facts_metadata(facts),
+                    **facts_metadata(facts),
                     "rows_added": stats.tables.get(t.name, 0),
                     "dead_letters_run": stats.dead_letters,
                     "kafka_lag": dg.MetadataValue.json(lag.get(t.name, {})),
@@ -101,7 +103,7 @@ def _silver_asset(table: LakeTable) -> dg.AssetsDefinition:
         result = _applied(lake.apply_silver(table.name))
         return dg.MaterializeResult(
             metadata={
-                **_facts_metadata(lake.table_facts("silver", table.name)),
+                **facts_metadata(lake.table_facts("silver", table.name)),
                 "bronze_version_applied": result["to_version"],
                 **{label: result[field] for field, label in _METADATA[table.kind].items()},
                 "seconds": round(result["seconds"], 3),
@@ -124,8 +126,6 @@ def gold_key(name: str) -> dg.AssetKey:
 
 def gold_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """One asset per SQL model in lake/models/ whose inputs the config has, downstream of them."""
-    from lakeport.lake.gold import models
-
     return [_gold_asset(m.name, m.description, m.inputs) for m in models(settings)]
 
 
@@ -140,7 +140,7 @@ def _gold_asset(name: str, description: str, inputs: tuple[tuple[str, str], ...]
     def model(lake: LakeResource) -> dg.MaterializeResult:
         (result,) = lake.refresh_gold(name)
         return dg.MaterializeResult(
-            metadata={**_facts_metadata(lake.table_facts("gold", name)), "rows": result.rows, "seconds": result.seconds}
+            metadata={**facts_metadata(lake.table_facts("gold", name)), "rows": result.rows, "seconds": result.seconds}
         )
 
     return model

@@ -10,7 +10,6 @@ import dagster as dg
 
 from lakeport.dagster_project.assets import bronze_key, gold_key, silver_key
 from lakeport.dagster_project.resources import KafkaResource, LakeResource
-from lakeport.quality.alerts import Alert
 from lakeport.quality.suites import Suite, suites_for
 from lakeport.settings import Settings
 
@@ -25,32 +24,23 @@ def quality_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
 
 
 def _freshness(name: str, limit_minutes: float, lag_limit: int) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=bronze_key(name), name="fresh_and_caught_up", description="newest row age and Kafka lag")
+    @dg.asset_check(
+        asset=bronze_key(name),
+        name="fresh_and_caught_up",
+        description=f"newest row at most {limit_minutes} min old and Kafka lag at most {lag_limit}",
+    )
     def check(lake: LakeResource, kafka: KafkaResource) -> dg.AssetCheckResult:
-        age = lake.newest_age_seconds(name)
-        lag = kafka.lag().get(name, {})
-        total = sum(lag.values())
-        fresh = age is not None and age <= limit_minutes * 60
-        passed = fresh and total <= lag_limit
-        minutes = None if age is None else round(age / 60, 2)
-        alert = Alert(
-            key=f"freshness:bronze.{name}",
-            title=f"bronze.{name} is late or behind" if not passed else f"bronze.{name} is fresh again",
-            detail=f"newest row {minutes} min old (limit {limit_minutes}); Kafka lag {total} (limit {lag_limit})",
-            severity="warn",
-            table=f"bronze.{name}",
-            link="lakeport status",
-        )
-        lake.evaluate_alert(alert, failing=not passed)
+        report = lake.check_freshness(name, kafka.lag().get(name, {}))
         return dg.AssetCheckResult(
-            passed=passed,
+            passed=report.passed,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "newest_row_age_minutes": minutes,
-                "limit_minutes": limit_minutes,
-                "kafka_lag": total,
-                "lag_limit": lag_limit,
-                "lag_per_partition": dg.MetadataValue.json(lag),
+                "newest_row_age_minutes": report.newest_age_minutes,
+                "limit_minutes": report.limit_minutes,
+                "kafka_lag": report.total_lag,
+                "lag_limit": report.lag_limit,
+                "lag_per_partition": dg.MetadataValue.json(dict(report.lag)),
+                "alert_sent": report.alert_sent or "none",
             },
         )
 

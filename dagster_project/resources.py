@@ -1,127 +1,87 @@
-"""Thin Dagster resources over the library: every method delegates to ``ingestion``, ``lake``."""
+"""Thin Dagster resources over the library. Each loads its settings once (on first use) and each
+method is a single call into ``lake``, ``ingestion`` or ``quality``, the same call the CLI makes.
+Tests swap them for fakes (subclasses), the way one swaps a client."""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
+from lakeport.ingestion.worker import RunStats, Worker
+from lakeport.lake import status, upkeep
+from lakeport.lake.gold import GoldResult, refresh_gold
+from lakeport.lake.maintenance import CheckpointResult, CompactResult, VacuumResult
+from lakeport.lake.refresh import refresh_one
+from lakeport.lake.tables import TableFacts, table_facts
+from lakeport.lake.upkeep import Layer
+from lakeport.quality.alerts import Alert, Status
+from lakeport.quality.freshness import FreshnessReport, check_freshness
+from lakeport.quality.run import SuiteResult, alerter_for, check
 from lakeport.settings import Settings, load_settings
 
 
-class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The lake described by a ``lakeport.yaml`` (empty path: ``$LAKEPORT_CONFIG`` or ./lakeport.yaml)."""
+class _Configured(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """A resource over the lake a ``lakeport.yaml`` describes (empty path: ``$LAKEPORT_CONFIG`` or
+    ./lakeport.yaml); the file is read once, when a method first needs it."""
 
     config_path: str = ""
+    _settings: Settings | None = PrivateAttr(default=None)
 
+    @property
     def settings(self) -> Settings:
-        return load_settings(self.config_path or None)
+        if self._settings is None:
+            self._settings = load_settings(self.config_path or None)
+        return self._settings
 
-    def uri(self, layer: str, name: str) -> str:
-        return self.settings().lake.table_uri(layer, name)
 
-    def ingest_once(self) -> Any:
-        from lakeport.ingestion.worker import Worker
+class LakeResource(_Configured):
+    """The lake: land, apply, rebuild, check and maintain its tables."""
 
-        return Worker(self.settings(), once=True).run()
+    def ingest_once(self) -> RunStats:
+        """``lakeport ingest --once``: drain every topic to the high watermarks seen at start."""
+        return Worker(self.settings, once=True).run()
 
     def apply_silver(self, name: str) -> dict[str, Any]:
-        """Apply one silver table (``orders``, ``orders_history``, ``domain_events``):
-        :func:`lake.refresh.refresh_table`'s result."""
-        from lakeport.lake.refresh import refresh_table
-        from lakeport.lake.tables import silver_tables
+        """``lakeport silver`` for one silver table (``orders``, ``orders_history``, ``domain_events``)."""
+        return refresh_one(self.settings, name)
 
-        s = self.settings()
-        [table] = [t for t in silver_tables(s) if t.name == name]
-        return refresh_table(s, table)
+    def refresh_gold(self, name: str) -> list[GoldResult]:
+        """``lakeport gold --model NAME``."""
+        return refresh_gold(self.settings, model=name)
 
-    def refresh_gold(self, name: str) -> Any:
-        from lakeport.lake.gold import refresh_gold
+    def table_facts(self, layer: str, name: str) -> TableFacts | None:
+        """Delta version, files, bytes and rows of ``<layer>.<name>`` (None: no table yet)."""
+        return table_facts(self.settings, layer, name)
 
-        return refresh_gold(self.settings(), model=name)
-
-    def table_facts(self, layer: str, name: str) -> dict[str, Any]:
-        """Delta version, files, bytes and rows of a table (``exists: False`` if it does not)."""
-        from lakeport.lake.tables import open_table
-
-        table = open_table(self.uri(layer, name), self.settings().lake.to_object_store())
-        if table is None:
-            return {"exists": False}
-        adds = table.get_add_actions(flatten=True)
-        return {
-            "exists": True,
-            "version": table.version(),
-            "files": adds.num_rows,
-            "bytes": sum(v or 0 for v in adds.column("size_bytes").to_pylist()),
-            "rows": sum(v or 0 for v in adds.column("num_records").to_pylist()),
-        }
-
-    def newest_age_seconds(self, name: str) -> float | None:
-        """Seconds since the newest Kafka timestamp landed in ``bronze.<name>`` (None: empty)."""
-        import pyarrow.compute as pc
-
-        from lakeport.lake.tables import open_table
-
-        table = open_table(self.uri("bronze", name), self.settings().lake.to_object_store())
-        if table is None:
-            return None
-        newest = pc.max(table.to_pyarrow_dataset().to_table(columns=["_timestamp"])["_timestamp"]).as_py()
-        return None if newest is None else max(time.time() - newest.timestamp(), 0.0)
-
-    def check_quality(self, layer: str, name: str) -> Any:
-        """Run the quality suite of ``<layer>.<name>`` (results kept, alerts sent): a SuiteResult."""
-        from lakeport.quality.run import check
-
-        (result,) = check(self.settings(), table=name, layer=layer)
+    def check_quality(self, layer: str, name: str) -> SuiteResult:
+        """``lakeport check --table NAME``: run the suite (results kept, alerts sent)."""
+        (result,) = check(self.settings, table=name, layer=layer)
         return result
 
-    def evaluate_alert(self, alert: Any, *, failing: bool) -> str | None:
-        """Page (deduplicated) for a failing check, or send its recovery: see quality.alerts.Alerter."""
-        from datetime import UTC, datetime
+    def check_freshness(self, name: str, lag: dict[str, int]) -> FreshnessReport:
+        """The freshness rule of ``bronze.<name>`` (pages and recovers as due)."""
+        return check_freshness(self.settings, name, lag=lag)
 
-        from lakeport.quality.run import alerter_for
+    def evaluate_alert(self, alert: Alert, *, failing: bool) -> Status | None:
+        """Page (deduplicated) for a failing check, or send its recovery."""
+        return alerter_for(self.settings).evaluate(alert, failing=failing, now=datetime.now(UTC))
 
-        return alerter_for(self.settings()).evaluate(alert, failing=failing, now=datetime.now(UTC))
+    def compact(self, layer: Layer, name: str) -> CompactResult:
+        return upkeep.compact_table(self.settings, layer, name)
 
-    def maintain(self, action: str, layer: str, name: str, *, dry_run: bool = False) -> Any:
-        """``compact``, ``vacuum`` or ``checkpoint`` one table (see :mod:`lake.maintenance`)."""
-        from lakeport.lake import maintenance
+    def vacuum(self, layer: Layer, name: str, *, dry_run: bool = False) -> VacuumResult:
+        return upkeep.vacuum_table(self.settings, layer, name, dry_run=dry_run)
 
-        s = self.settings()
-        uri, opts, orch = s.lake.table_uri(layer, name), s.lake.to_object_store(), s.orchestration
-        if action == "compact":
-            z_order = s.table(name).z_order if layer == "bronze" else ()
-            return maintenance.compact(
-                uri, storage_options=opts, target_size=orch.compaction_target_size, z_order=z_order
-            )
-        floor = None
-        if layer == "bronze":  # never vacuum or clean up what a silver table has not applied yet
-            from lakeport.lake.refresh import readers_of
-
-            floor = maintenance.unapplied_floor(uri, readers_of(s, name), storage_options=opts)
-        if action == "vacuum":
-            return maintenance.vacuum(
-                uri,
-                storage_options=opts,
-                retention_hours=orch.vacuum_retention_hours,
-                min_retention_hours=orch.vacuum_min_retention_hours,
-                dry_run=dry_run,
-                keep_from_version=floor,
-            )
-        return maintenance.checkpoint(uri, storage_options=opts, keep_from_version=floor)
+    def checkpoint(self, layer: Layer, name: str) -> CheckpointResult:
+        return upkeep.checkpoint_table(self.settings, layer, name)
 
 
-class KafkaResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class KafkaResource(_Configured):
     """Kafka as Lakeport sees it: per bronze table, the lake's offsets against the high watermarks."""
 
-    config_path: str = ""
-
     def lag(self) -> dict[str, dict[str, int]]:
-        """table → {"topic[partition]": lag}."""
-        from lakeport.ingestion.status import collect
-
-        return {
-            s.table: {f"{p.topic}[{p.partition}]": p.lag for p in s.partitions}
-            for s in collect(load_settings(self.config_path or None))
-        }
+        """``lakeport status``'s lag: table → {"topic[partition]": lag}."""
+        return status.lag_by_table(self.settings)

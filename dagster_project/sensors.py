@@ -7,7 +7,7 @@ import json
 import dagster as dg
 from dagster import RunFailureSensorContext, SensorEvaluationContext
 
-from lakeport.dagster_project.assets import bronze_key, gold_key, silver_key
+from lakeport.dagster_project.assets import bronze_key, facts_metadata, gold_key, silver_key
 from lakeport.dagster_project.resources import LakeResource
 from lakeport.lake.gold import models
 from lakeport.lake.tables import silver_tables
@@ -30,14 +30,12 @@ def bronze_version_sensor(settings: Settings, silver_job: dg.UnresolvedAssetJobD
         moved, events = [], []
         for t in settings.tables:
             facts = lake.table_facts("bronze", t.name)
-            version = facts.get("version")
-            if version is None or version == seen.get(t.name):
+            if facts is None or facts.version == seen.get(t.name):
                 continue
-            seen[t.name] = version
+            seen[t.name] = facts.version
             moved.append(t.name)
             if observe:  # filled by a long-running `lakeport ingest`: record it as the asset's materialization
-                metadata = {k: facts[k] for k in ("version", "files", "bytes", "rows")}
-                events.append(dg.AssetMaterialization(asset_key=bronze_key(t.name), metadata=metadata))
+                events.append(dg.AssetMaterialization(asset_key=bronze_key(t.name), metadata=facts_metadata(facts)))
         keys = list(dict.fromkeys(k for name in moved for k in downstream.get(name, [])))
         runs = [dg.RunRequest(run_key=f"silver-{context.cursor}-{len(seen)}-{sorted(moved)}", asset_selection=keys)]
         return dg.SensorResult(run_requests=runs if keys else [], asset_events=events, cursor=json.dumps(seen))

@@ -88,6 +88,12 @@ def refresh_silver(settings: Settings, *, table: str | None = None) -> list[dict
     return [refresh_table(settings, t) for t in tables.silver_tables(settings, only=table)]
 
 
+def refresh_one(settings: Settings, name: str) -> dict[str, Any]:
+    """Apply the one silver table called ``name`` (``orders``, ``orders_history``, ``domain_events``)."""
+    [table] = [t for t in tables.silver_tables(settings) if t.name == name]
+    return refresh_table(settings, table)
+
+
 def readers_of(settings: Settings, name: str) -> list[tuple[str, str]]:
     """(uri, app id of its watermark) of each silver table that reads ``bronze.<name>``: what
     bronze vacuum and log cleanup must wait for (see :func:`lake.maintenance.unapplied_floor`)."""

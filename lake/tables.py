@@ -38,6 +38,32 @@ def open_table(uri: str, storage_options: dict[str, str] | None = None) -> Delta
         return None
 
 
+@dataclass(frozen=True)
+class TableFacts:
+    """What the Delta log says of a table at its latest version: no data file is read."""
+
+    version: int
+    files: int
+    bytes: int
+    rows: int
+
+
+def facts(table: DeltaTable) -> TableFacts:
+    adds = table.get_add_actions(flatten=True)
+    return TableFacts(
+        version=table.version(),
+        files=adds.num_rows,
+        bytes=sum(v or 0 for v in adds.column("size_bytes").to_pylist()),
+        rows=sum(v or 0 for v in adds.column("num_records").to_pylist()),
+    )
+
+
+def table_facts(settings: Settings, layer: str, name: str) -> TableFacts | None:
+    """``<layer>.<name>``'s facts, or None if the table does not exist yet."""
+    table = open_table(settings.lake.table_uri(layer, name), settings.lake.to_object_store())
+    return None if table is None else facts(table)
+
+
 def history_name(name: str) -> str:
     return f"{name}_history"
 

@@ -84,7 +84,7 @@ def capture(
 
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Per table: Delta version, rows, files; per partition: lake offset vs high watermark."""
-    from lakeport.ingestion import status as report
+    from lakeport.lake import status as report
 
     statuses = report.collect(settings_from(config))
     if as_json:

@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from lakeport.ingestion import offsets
-from lakeport.ingestion.writer import DeltaWriter
+from lakeport.lake.tables import facts, open_table
 from lakeport.settings import Settings
 
 
@@ -50,20 +50,22 @@ def _topics(consumer: Consumer, subscriptions: list[str]) -> dict[str, int]:
 
 
 def collect(settings: Settings, *, kafka: bool = True) -> list[TableStatus]:
-    writer = DeltaWriter(settings.lake.to_object_store())
+    storage = settings.lake.to_object_store()
     consumer = Consumer(settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id})) if kafka else None
     out = []
     try:
         for config in settings.tables:
             uri = settings.lake.table_uri("bronze", config.name)
-            table = writer.open(uri)
+            table = open_table(uri, storage)
             status = TableStatus(config.name, uri, table is not None)
             if table is not None:
-                adds = table.get_add_actions(flatten=True)
-                status.version = table.version()
-                status.files = adds.num_rows
-                status.rows = sum(v or 0 for v in adds.column("num_records").to_pylist())
-                status.bytes = sum(v or 0 for v in adds.column("size_bytes").to_pylist())
+                known = facts(table)
+                status.version, status.files, status.rows, status.bytes = (
+                    known.version,
+                    known.files,
+                    known.rows,
+                    known.bytes,
+                )
             if consumer is not None:
                 for topic, count in sorted(_topics(consumer, config.subscriptions).items()):
                     tps = [(topic, p) for p in range(count)]
@@ -82,3 +84,8 @@ def collect(settings: Settings, *, kafka: bool = True) -> list[TableStatus]:
 
 def as_dicts(statuses: list[TableStatus]) -> list[dict[str, Any]]:
     return [{**asdict(s), "lag": s.lag} for s in statuses]
+
+
+def lag_by_table(settings: Settings) -> dict[str, dict[str, int]]:
+    """table → {"topic[partition]": messages in Kafka not yet in the lake}."""
+    return {s.table: {f"{p.topic}[{p.partition}]": p.lag for p in s.partitions} for s in collect(settings)}

@@ -10,7 +10,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from lakeport.ingestion.worker import RunStats, Worker
+from lakeport.ingestion.records import RunStats
+from lakeport.ingestion.worker import Worker
 from lakeport.lake import status, upkeep
 from lakeport.lake.gold import GoldResult, refresh_gold
 from lakeport.lake.maintenance import CheckpointResult, CompactResult, VacuumResult

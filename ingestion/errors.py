@@ -40,10 +40,6 @@ class TerminalError(IngestError):
     """Retrying will not help (bad credentials, a table we may not write): stop and alert."""
 
 
-class FencedError(IngestError):
-    """Another worker already landed these offsets: drop the buffer and re-seek."""
-
-
 class AbandonedError(IngestError):
     """Shutdown was asked for while a batch was still being retried: it is left unlanded (no Delta
     commit, no offset moved) and the next owner of its partitions reads it again."""

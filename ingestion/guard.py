@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakeport.ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded, RawMessage
+from lakeport.settings import Settings
 from lakeport.settings.security import ColumnRule
 
 META = frozenset(META_COLUMNS)
@@ -34,6 +35,20 @@ class GuardOptions:
     known_columns: frozenset[str] | None = None  # the table's columns so far (None: a new table)
     keep_raw_dead_letters: bool = False
     unnest: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings, table: str, known: pa.Schema | None) -> GuardOptions:
+        """The options of ``table`` as configured, given the columns it has so far."""
+        ing, sec, config = settings.ingest, settings.security, settings.table(table)
+        return cls(
+            rules=tuple(config.column_rules),
+            salt=sec.hash_salt.get_secret_value().encode(),
+            max_nesting_depth=ing.max_nesting_depth,
+            max_new_columns=ing.max_new_columns_per_batch,
+            known_columns=frozenset(known.names) if known is not None else None,
+            keep_raw_dead_letters=sec.keep_raw_dead_letters,
+            unnest=tuple(config.unnest),
+        )
 
 
 def depth(t: pa.DataType) -> int:

@@ -54,6 +54,9 @@ class Metrics:
         if result.version is not None:
             self.version.labels(t).set(result.version)
 
+    def observe_retry(self, table: str) -> None:
+        self.retries.labels(table).inc()
+
     def observe_lag(self, source: Any) -> None:
         """Lag from the client's cached watermarks, at most every ``lag_interval`` seconds."""
         now = time.monotonic()

@@ -119,3 +119,24 @@ class CommitResult:
     seconds: float
     # (topic, partition) -> next offset to consume (last landed offset + 1)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass
+class RunStats:
+    """What a worker's run landed, summed over its commits."""
+
+    messages: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+    skipped_duplicates: int = 0
+    seconds_from_first_message: float = 0.0
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows landed
+
+    def add(self, result: CommitResult) -> None:
+        self.messages += result.messages
+        self.rows += result.rows
+        self.dead_letters += result.dead_letters
+        self.skipped_duplicates += result.skipped_duplicates
+        self.commits += 1
+        self.tables[result.table] = self.tables.get(result.table, 0) + result.rows

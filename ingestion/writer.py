@@ -53,7 +53,10 @@ class WriteMetrics:
 
 
 @dataclass
-class DeltaWriter:
+class TableHandles:
+    """Open Delta tables by URI, each brought to its latest version on use. Not thread-safe: each
+    thread keeps its own (the loop reads schemas and offsets, the writer thread commits)."""
+
     storage_options: dict[str, str]
     _handles: dict[str, DeltaTable] = field(default_factory=dict)
     _missing: dict[str, float] = field(default_factory=dict)  # uri -> when it was last not found
@@ -84,6 +87,10 @@ class DeltaWriter:
             return None
         self._missing.pop(uri, None)
         return pa.schema(table.schema().to_arrow())
+
+
+class DeltaWriter(TableHandles):
+    """Appends through its own handles, so a commit's table is read where it is written."""
 
     def append(
         self,
@@ -118,7 +125,7 @@ class DeltaWriter:
             raise TransientError(f"Delta commit failed: {message}", table=table_name) from None
         table = self.open(uri)
         assert table is not None
-        return WriteMetrics(table.version(), rows.num_rows, time.monotonic() - start)
+        return WriteMetrics(version=table.version(), rows=rows.num_rows, seconds=time.monotonic() - start)
 
 
 def _properties(options: WriteOptions, columns: list[str]) -> WriterProperties:

@@ -12,7 +12,7 @@ from helpers import write_config
 
 from lakeport.dagster_project.definitions import build
 from lakeport.dagster_project.resources import KafkaResource, LakeResource
-from lakeport.ingestion.worker import RunStats
+from lakeport.ingestion.records import RunStats
 from lakeport.lake.tables import TableFacts
 from lakeport.quality.freshness import FreshnessReport
 from lakeport.quality.run import SuiteResult

@@ -8,17 +8,19 @@ import pytest
 
 from lakeport.ingestion.errors import TerminalError, TransientError
 from lakeport.ingestion.records import Decoded
+from lakeport.ingestion.retry import Retrier
 from lakeport.ingestion.worker import Worker
 from lakeport.settings import Settings
 
 
-def worker(timeout: float) -> Worker:
+def retry(timeout: float) -> Retrier:
+    """The retry policy a worker configured this way uses."""
     settings = Settings(
         lake={"uri": "/tmp/unused"},
         ingest={"retry_backoff_seconds": 0.01, "retry_timeout_seconds": timeout},
         tables=[{"name": "t", "topics": ["t"]}],
     )
-    return Worker(settings)
+    return Worker(settings).retry
 
 
 def test_retries_until_the_dependency_answers() -> None:
@@ -30,7 +32,7 @@ def test_retries_until_the_dependency_answers() -> None:
             raise TransientError("S3 unreachable")
         return "landed"
 
-    assert worker(5)._retry(flaky) == "landed" and len(calls) == 3
+    assert retry(5)(flaky) == "landed" and len(calls) == 3
 
 
 def test_gives_up_with_context() -> None:
@@ -40,5 +42,5 @@ def test_gives_up_with_context() -> None:
         raise TransientError("S3 unreachable")
 
     with pytest.raises(TerminalError) as err:
-        worker(0.05)._retry(down, what="commit", batch=batch)
+        retry(0.05)(down, what="commit", batch=batch)
     assert err.value.table == "t" and err.value.context()["offsets"] == {"t[0]": [10, 19]}

@@ -1,0 +1,119 @@
+"""Landing one decoded batch in bronze. The commit order (the only place it is written down):
+
+1. The loop decodes records as they are polled (while the writer thread commits the previous
+   batch) and guards them (input limits, column rules); bad records become dead-letter rows.
+   It buffers until a flush is due and hands the batch to :meth:`Lander.land`.
+2. Re-read both Delta logs. Rows and dead letters at or below the offsets recorded there (app
+   transactions) were landed already — by a previous life of this worker or by another one — and
+   are dropped, which makes every step below idempotent.
+3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition.
+4. Append the rows to the table with one app transaction per partition (``version`` = last offset
+   of the batch), also when no row is left, so the position moves past all-bad runs. Rows the
+   table refuses (a type it cannot merge) go to dead letters under their own app id
+   (``lakeport-rejected``), and the empty commit still moves the position.
+5. Only then does the loop commit ``last + 1`` to Kafka, for lag monitoring. Positions are never
+   read from Kafka: on assignment a worker seeks to the offsets in the table's Delta log.
+
+A crash between any two steps re-reads the batch and lands each record exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from lakeport.ingestion import dead_letters, offsets
+from lakeport.ingestion.records import CommitResult, DeadLetter, Decoded, RawMessage
+from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
+from lakeport.settings import Settings
+
+# Bronze tables record their change feed so downstream (silver) reads only new rows per version.
+BRONZE_PROPERTIES = (("delta.enableChangeDataFeed", "true"),)
+# Low-cardinality columns worth a Parquet dictionary; the row images mostly are not.
+DICTIONARY_COLUMNS = ("_topic", "_partition", "_op", "_source_db", "_source_schema", "_source_table",
+                      "_source_snapshot")  # fmt: skip
+Ranges = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (first, last offset)
+
+
+class Lander:
+    """Steps 2 to 4, in the writer thread (its ``DeltaWriter`` is used by that thread only)."""
+
+    def __init__(self, settings: Settings, writer: DeltaWriter) -> None:
+        self.settings, self.writer = settings, writer
+
+    def land(self, batch: Decoded) -> CommitResult:
+        start, now = time.monotonic(), datetime.now(UTC)
+        uri = self.settings.lake.table_uri("bronze", batch.table)
+        landed = offsets.landed(self.writer.open(uri), batch.ranges)
+        rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
+        todo = offsets.pending_ranges(batch.ranges, landed)
+        letters, version = list(batch.dead_letters), None
+        if todo:
+            self._dead_letters(letters, todo, now, app="lakeport")
+            try:
+                version = self._append(uri, rows, todo, batch.table)
+            except SchemaRejected as exc:  # the table cannot take these rows: dead letters too
+                rejected = _rejected(batch.table, rows, str(exc))
+                self._dead_letters(rejected, todo, now, app="lakeport-rejected")
+                letters += rejected
+                rows = rows.slice(0, 0)
+                version = self._append(uri, rows, todo, batch.table)
+        return CommitResult(
+            table=batch.table,
+            version=version,
+            rows=rows.num_rows,
+            dead_letters=len(letters),
+            skipped_duplicates=skipped,
+            messages=batch.messages,
+            raw_bytes=batch.raw_bytes,
+            seconds=time.monotonic() - start,
+            next_offsets={tp: last + 1 for tp, (_, last) in batch.ranges.items()},
+        )
+
+    def _write_options(self, table: str) -> WriteOptions:
+        ing, config = self.settings.ingest, self.settings.table(table)
+        return WriteOptions(
+            partition_by=tuple(config.partition_by),
+            target_file_size=ing.target_file_size,
+            compression=ing.compression,
+            dictionary="all" if ing.parquet_dictionary == "all" else (*DICTIONARY_COLUMNS, *config.partition_by),
+            configuration=BRONZE_PROPERTIES,
+        )
+
+    def _append(self, uri: str, rows: pa.Table, todo: Ranges, table: str) -> int:
+        txns = offsets.transactions(todo)
+        return self.writer.append(
+            uri, rows, transactions=txns, options=self._write_options(table), table_name=table
+        ).version
+
+    def _dead_letters(self, letters: list[DeadLetter], todo: Ranges, now: datetime, *, app: str) -> None:
+        """Append dead letters not yet in ``ops.dead_letters`` (watermarked per partition, like rows)."""
+        uri = self.settings.lake.table_uri(dead_letters.LAYER, dead_letters.TABLE)
+        mine = {(d.message.topic, d.message.partition) for d in letters} & set(todo)
+        if not mine:
+            return
+        fresh = dead_letters.not_landed(letters, offsets.landed(self.writer.open(uri), mine, app=app))
+        if fresh:
+            rows = dead_letters.to_table(fresh, now=now)
+            txns = offsets.transactions({tp: todo[tp] for tp in mine}, app=app)
+            self.writer.append(uri, rows, transactions=txns, table_name="ops.dead_letters")
+
+
+def _rejected(table: str, rows: pa.Table, error: str) -> list[DeadLetter]:
+    """Rows the table refused, as dead letters; the value is the decoded row re-encoded as JSON
+    (the raw bytes were not kept after decoding)."""
+    out = []
+    for row in rows.to_pylist():
+        message = RawMessage(
+            topic=row["_topic"],
+            partition=row["_partition"],
+            offset=row["_offset"],
+            timestamp_ms=None,
+            key=None if row["_key"] is None else str(row["_key"]).encode(),
+            value=json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode(),
+        )
+        out.append(DeadLetter(table=table, message=message, error=error, stage="write"))
+    return out

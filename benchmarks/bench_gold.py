@@ -26,7 +26,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from lakeport.lake.gold import refresh_gold
-from lakeport.lake.query import connect
+from lakeport.lake.query import Lake
 from lakeport.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ def main() -> None:
         print(f"silver written in {time.perf_counter() - t0:.1f}s: {sizes}")
         settings = settings_for(lake)
         refreshed = {r.model: r for r in refresh_gold(settings)}
-        con = connect(settings)
+        con = Lake(settings).con
         silver_s, silver_rows = _best(con, SILVER_TOP)
         gold_s, gold_rows = _best(con, GOLD_TOP)
         same = [(r[0], int(r[2])) for r in silver_rows] == [(r[0], int(r[2])) for r in gold_rows]

@@ -1,1 +1,2 @@
-"""The Dagster code location over Lakeport's tables (see issue 4)."""
+"""The Dagster code location over Lakeport's tables: ``definitions`` wires ``assets``, ``checks``,
+``jobs`` (and schedules) and ``sensors`` to the thin ``resources`` over the library."""

@@ -1,7 +1,8 @@
-"""The lake: table locations, DuckDB over the Delta tables, time travel, gold models."""
+"""The lake: its tables (``tables``), silver and history from bronze's change feed (``refresh``),
+gold models (``gold``), maintenance (``upkeep``), and DuckDB over all of it (``Lake``)."""
 
 from __future__ import annotations
 
-from lakeport.lake.query import as_of, at_version, connect, versions
+from lakeport.lake.query import Lake
 
-__all__ = ["as_of", "at_version", "connect", "versions"]
+__all__ = ["Lake"]

@@ -21,7 +21,7 @@ from typing import Literal
 from deltalake import DeltaTable, write_deltalake
 
 from lakeport.lake.gold_models import MODELS_DIR, Model, models, parse
-from lakeport.lake.query import connect
+from lakeport.lake.query import Lake
 from lakeport.settings import Settings
 
 __all__ = ["MODELS_DIR", "GoldResult", "Model", "models", "parse", "refresh_gold"]
@@ -41,15 +41,16 @@ def refresh_gold(settings: Settings, *, model: str | None = None, mode: Literal[
     chosen = [m for m in models(settings) if model is None or m.name == model]
     if model is not None and not chosen:
         raise ValueError(f"no gold model {model!r} whose inputs are all configured")
-    con = connect(settings)
     out = []
-    for m in chosen:
-        started = time.monotonic()
-        data = con.execute(m.sql).to_arrow_table()
-        uri = settings.lake.table_uri("gold", m.name)
-        opts = settings.lake.to_object_store() or None
-        write_deltalake(uri, data, mode="overwrite", schema_mode="overwrite", storage_options=opts)
-        table = DeltaTable(uri, storage_options=opts)
-        out.append(GoldResult(m.name, table.version(), data.num_rows, len(table.file_uris()),
-                              round(time.monotonic() - started, 3)))  # fmt: skip
+    with Lake(settings) as lake:
+        for m in chosen:
+            started = time.monotonic()
+            data = lake.execute(m.sql).to_arrow_table()
+            uri = settings.lake.table_uri("gold", m.name)
+            opts = settings.lake.to_object_store() or None
+            write_deltalake(uri, data, mode="overwrite", schema_mode="overwrite", storage_options=opts)
+            table = DeltaTable(uri, storage_options=opts)
+            seconds = round(time.monotonic() - started, 3)
+            out.append(GoldResult(model=m.name, version=table.version(), rows=data.num_rows,
+                                  files=len(table.file_uris()), seconds=seconds))  # fmt: skip
     return out

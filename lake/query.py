@@ -1,6 +1,6 @@
 """DuckDB over the lake: the delta and httpfs extensions from their wheels, a schema per layer.
 
-``connect()`` gives a connection where every table is a view: ``bronze.<name>`` for each configured
+``Lake`` is a DuckDB connection where every table is a view: ``bronze.<name>`` for each configured
 table, ``silver.<name>`` (and ``_history``) for CDC tables, ``ops.dead_letters`` and
 ``ops.<name>_key_map``. Extensions are loaded from the ``duckdb-extension-*`` wheels, so nothing
 is downloaded at run time.
@@ -74,23 +74,90 @@ def lake_tables(settings: Settings) -> list[tuple[str, str]]:
     return wanted
 
 
-def connect(
-    settings: Settings | None = None,
-    *,
-    config: str | Path | None = None,
-    as_of: datetime | None = None,
-    versions: Mapping[str, int] | None = None,
-) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view per existing lake table (``bronze.orders``, ``gold.customer_360`` …).
+class Lake:
+    """The lake through DuckDB: a view per existing table (``bronze.orders``, ``gold.customer_360`` …).
 
     ``as_of`` shows every table as it was at that time (tables younger than that are left out);
     ``versions`` pins single tables to a Delta version (``{"silver.orders": 12}``). The table
-    ``lakeport.tables`` lists what is attached: layer, name, location, version shown.
-    """
-    if settings is None:
-        from lakeport.settings import load_settings
+    ``lakeport.tables`` lists what is attached: layer, name, location, version shown. Use it as a
+    context manager, or ``close()`` it; ``con`` is the DuckDB connection itself.
 
-        settings = load_settings(config)
+    >>> with Lake(settings) as lake:
+    ...     lake.sql("SELECT count(*) FROM silver.orders").fetchall()
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config: str | Path | None = None,
+        as_of: datetime | None = None,
+        versions: Mapping[str, int] | None = None,
+    ) -> None:
+        if settings is None:  # a notebook's convenience: lakeport.yaml or $LAKEPORT_CONFIG
+            from lakeport.settings import load_settings
+
+            settings = load_settings(config)
+        self.settings = settings
+        self.con = _connection(settings, as_of=as_of, versions=versions or {})
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def sql(self, query: str, *, params: object = None) -> duckdb.DuckDBPyRelation:
+        """A relation over the lake: ``.fetchall()``, ``.df()``, ``.arrow()``, or more SQL on it."""
+        return self.con.sql(query, params=params)
+
+    def execute(self, query: str, params: object = None) -> duckdb.DuckDBPyConnection:
+        """Run a statement; the cursor has ``.description`` and ``.fetchall()``."""
+        return self.con.execute(query, params)
+
+    def at_version(self, table: str, version: int) -> str:
+        """Attach ``table`` (``layer.name``) as it was at Delta ``version``; returns the view's name
+        (``silver.orders_v12``), queryable next to the current ``silver.orders``."""
+        layer, name = table.split(".", 1)
+        found = self.con.execute("SELECT uri FROM lakeport.tables WHERE layer = ? AND name = ?", [layer, name])
+        row = found.fetchone()
+        if row is None:
+            raise ValueError(f"no table {table} in this connection")
+        view = f"{name}_v{int(version)}"
+        attach_view(self.con, layer, view, row[0], version=version)
+        return f"{layer}.{view}"
+
+    def as_of(self, table: str, when: datetime) -> str:
+        """Attach ``table`` as it was at time ``when`` (the version then current); returns the view's name."""
+        layer, name = table.split(".", 1)
+        version = version_at(self.settings.lake.table_uri(layer, name), when, self.settings.lake)
+        if version is None:
+            raise ValueError(f"{table} did not exist at {when.isoformat()}")
+        return self.at_version(table, version)
+
+    def versions(self, table: str) -> list[dict[str, object]]:
+        """The Delta versions of ``table`` (``layer.name``), newest first: version, timestamp,
+        operation, metrics."""
+        layer, name = table.split(".", 1)
+        lake = self.settings.lake
+        found = DeltaTable(lake.table_uri(layer, name), storage_options=lake.to_object_store() or None)
+        return [
+            {
+                "version": e.get("version"),
+                "timestamp": datetime.fromtimestamp(int(e.get("timestamp", 0)) / 1000, tz=UTC),
+                "operation": e.get("operation"),
+                "metrics": e.get("operationMetrics", {}),
+            }
+            for e in found.history()
+        ]
+
+
+def _connection(
+    settings: Settings, *, as_of: datetime | None, versions: Mapping[str, int]
+) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for module in ("duckdb_extension_httpfs", "duckdb_extension_delta"):
         con.execute(f"LOAD {tables.literal(str(_extension(module)))}")
@@ -100,14 +167,13 @@ def connect(
     for layer in (*LAYERS, "lakeport"):
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
     con.execute("CREATE TABLE lakeport.tables (layer VARCHAR, name VARCHAR, uri VARCHAR, version BIGINT)")
-    pins = dict(versions or {})
-    unknown = set(pins) - {f"{layer}.{name}" for layer, name in lake_tables(settings)}
+    wanted = lake_tables(settings)
+    unknown = set(versions) - {f"{layer}.{name}" for layer, name in wanted}
     if unknown:
         raise ValueError(f"unknown table(s) to pin: {', '.join(sorted(unknown))}")
-    _REGISTRY[id(con)] = settings
-    for layer, name in lake_tables(settings):
+    for layer, name in wanted:
         uri = settings.lake.table_uri(layer, name)
-        version = pins.get(f"{layer}.{name}")
+        version = versions.get(f"{layer}.{name}")
         if version is None and as_of is not None:
             version = version_at(uri, as_of, settings.lake)
             if version is None:
@@ -117,9 +183,6 @@ def connect(
         attach_view(con, layer, name, uri, version=version)
         con.execute("INSERT INTO lakeport.tables VALUES (?, ?, ?, ?)", [layer, name, uri, version])
     return con
-
-
-_REGISTRY: dict[int, Settings] = {}
 
 
 def version_at(uri: str, when: datetime, lake: LakeSettings) -> int | None:
@@ -133,41 +196,3 @@ def version_at(uri: str, when: datetime, lake: LakeSettings) -> int | None:
         if stamp <= when:
             return int(entry["version"])
     return None
-
-
-def at_version(con: duckdb.DuckDBPyConnection, table: str, version: int) -> str:
-    """Attach ``table`` (``layer.name``) as it was at Delta ``version``; returns the view's name
-    (``silver.orders_v12``), queryable next to the current ``silver.orders``."""
-    layer, name = table.split(".", 1)
-    row = con.execute("SELECT uri FROM lakeport.tables WHERE layer = ? AND name = ?", [layer, name]).fetchone()
-    if row is None:
-        raise ValueError(f"no table {table} in this connection")
-    view = f"{name}_v{int(version)}"
-    attach_view(con, layer, view, row[0], version=version)
-    return f"{layer}.{view}"
-
-
-def as_of(con: duckdb.DuckDBPyConnection, table: str, when: datetime) -> str:
-    """Attach ``table`` as it was at time ``when`` (the version then current); returns the view's name."""
-    settings = _REGISTRY[id(con)]
-    layer, name = table.split(".", 1)
-    version = version_at(settings.lake.table_uri(layer, name), when, settings.lake)
-    if version is None:
-        raise ValueError(f"{table} did not exist at {when.isoformat()}")
-    return at_version(con, table, version)
-
-
-def versions(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
-    """The Delta versions of ``table`` (``layer.name``), newest first: version, timestamp, operation, metrics."""
-    settings = _REGISTRY[id(con)]
-    layer, name = table.split(".", 1)
-    found = DeltaTable(settings.lake.table_uri(layer, name), storage_options=settings.lake.to_object_store() or None)
-    return [
-        {
-            "version": e.get("version"),
-            "timestamp": datetime.fromtimestamp(int(e.get("timestamp", 0)) / 1000, tz=UTC),
-            "operation": e.get("operation"),
-            "metrics": e.get("operationMetrics", {}),
-        }
-        for e in found.history()
-    ]

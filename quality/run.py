@@ -75,9 +75,10 @@ def _context(settings: Settings, suite: Suite, snap: snapshot.Snapshot) -> Conte
     opts, refs, dups, totals = settings.lake.to_object_store(), {}, {}, {}
     for rule in suite.rules:
         if rule.expect == "total" and rule.query:
-            from lakeport.lake.query import connect
+            from lakeport.lake.query import Lake
 
-            row = connect(settings).execute(rule.query).fetchone()
+            with Lake(settings) as lake:
+                row = lake.execute(rule.query).fetchone()
             totals[rule.label] = None if row is None or row[0] is None else float(row[0])
         if rule.expect == "references":
             try:

@@ -122,7 +122,7 @@ def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path:
     from deltalake import write_deltalake
 
     from lakeport.lake.gold import refresh_gold
-    from lakeport.lake.query import connect
+    from lakeport.lake.query import Lake
     from lakeport.lake.refresh import refresh_silver
     from lakeport.settings import Settings
 
@@ -149,7 +149,7 @@ def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path:
     (result,) = refresh_gold(settings)
     assert result.rows == 1
     row = (
-        connect(settings)
+        Lake(settings)
         .execute(
             "SELECT order_id, last_status, seconds_to_pay, seconds_to_ship, seconds_to_receive FROM gold.order_timeline"
         )

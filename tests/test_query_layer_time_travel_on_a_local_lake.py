@@ -1,4 +1,4 @@
-"""lake.connect() on a plain local-directory lake: views per layer, lakeport.tables, time travel by
+"""Lake on a plain local-directory lake: views per layer, lakeport.tables, time travel by
 version and by time, table history, and a gold model refreshed from silver (the same code runs
 on S3 in test_analysts_query_gold_and_notebooks.py)."""
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from lakeport.lake import as_of, at_version, connect, versions
+from lakeport.lake import Lake
 from lakeport.lake.gold import models, refresh_gold
 from lakeport.settings import Settings
 
@@ -50,25 +50,26 @@ def test_views_time_travel_and_gold_on_a_local_lake(tmp_path: Path) -> None:
     time.sleep(0.05)
     write_deltalake(str(silver / "customers"), _customers([3]), mode="append")  # version 1
 
-    con = connect(settings)
+    con = Lake(settings)
     tables = {(layer, name) for layer, name in con.execute("SELECT layer, name FROM lakeport.tables").fetchall()}
     assert {("silver", "customers"), ("silver", "orders")} <= tables and ("gold", "customer_360") not in tables
     assert con.execute("SELECT count(*) FROM silver.customers").fetchone() == (3,)
-    assert con.execute(f"SELECT count(*) FROM {at_version(con, 'silver.customers', 0)}").fetchone() == (2,)
-    assert con.execute(f"SELECT count(*) FROM {as_of(con, 'silver.customers', between)}").fetchone() == (2,)
-    assert [v["version"] for v in versions(con, "silver.customers")] == [1, 0]
+    assert con.execute(f"SELECT count(*) FROM {con.at_version('silver.customers', 0)}").fetchone() == (2,)
+    assert con.execute(f"SELECT count(*) FROM {con.as_of('silver.customers', between)}").fetchone() == (2,)
+    assert [v["version"] for v in con.versions("silver.customers")] == [1, 0]
     with pytest.raises(ValueError, match="did not exist"):
-        as_of(con, "silver.customers", datetime(2001, 1, 1, tzinfo=UTC))
-    pinned = connect(settings, versions={"silver.customers": 0})
+        con.as_of("silver.customers", datetime(2001, 1, 1, tzinfo=UTC))
+    pinned = Lake(settings, versions={"silver.customers": 0})
     assert pinned.execute("SELECT count(*) FROM silver.customers").fetchone() == (2,)
-    then = connect(settings, as_of=between)
+    then = Lake(settings, as_of=between)
     assert then.execute("SELECT count(*) FROM silver.customers").fetchone() == (2,)
 
     assert [m.name for m in models(settings)] == ["customer_360"]  # the only model whose inputs are all here
     (result,) = refresh_gold(settings)
     assert (result.model, result.rows, result.version) == ("customer_360", 3, 0)
     query = "SELECT customer_id, orders, lifetime_value, open_shipments, city FROM gold.customer_360"
-    rows = {r[0]: r[1:] for r in connect(settings).execute(query).fetchall()}
+    with Lake(settings) as lake:
+        rows = {r[0]: r[1:] for r in lake.sql(query).fetchall()}
     assert rows == {
         1: (1, Decimal("20.00"), 1, "Lyon"),
         2: (1, Decimal("0.00"), 0, None),

@@ -86,15 +86,15 @@ def check(
 
 
 def _lake(config: Path | None, at_version: list[str] | None, as_of: str | None) -> Any:
-    """A DuckDB connection over the lake, time-travelled as asked; bad options exit 2 naming them."""
+    """The lake, time-travelled as asked; bad options exit 2 naming them."""
     from datetime import datetime
 
-    from lakeport.lake import connect
+    from lakeport.lake import Lake
 
     try:
         pins = {t: int(v) for t, _, v in (p.partition("=") for p in at_version or [])}
         when = datetime.fromisoformat(as_of) if as_of else None
-        return connect(settings_from(config), versions=pins, as_of=when)
+        return Lake(settings_from(config), versions=pins, as_of=when)
     except ValueError as exc:
         err.print(f"[red]error:[/red] --at-version/--as-of: {exc}")
         raise typer.Exit(2) from None
@@ -128,7 +128,7 @@ def shell(config: ConfigOpt = None, at_version: AtVersionOpt = None, as_of: AsOf
     """An interactive SQL prompt over the lake: end statements with ';', `.tables` lists, `.quit` leaves."""
     from lakeport.cli.shell import repl
 
-    repl(_lake(config, at_version, as_of), out=out, err=err, interactive=sys.stdin.isatty())
+    repl(_lake(config, at_version, as_of).con, out=out, err=err, interactive=sys.stdin.isatty())
 
 
 def gold(

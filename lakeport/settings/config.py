@@ -18,44 +18,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from lakeport.settings.base import Section, reveal, with_secrets
 from lakeport.settings.gold import GoldSettings
-from lakeport.settings.quality import AlertSettings, QualityRule, QualitySettings
-from lakeport.settings.security import ColumnRule, SecuritySettings
+from lakeport.settings.quality import AlertSettings, QualitySettings
+from lakeport.settings.security import SecuritySettings
+from lakeport.settings.sources import SourceSettings
+from lakeport.settings.tables import TableConfig
 
 DEFAULT_CONFIG_NAME = "lakeport.yaml"
-_SECRET_KEY = re.compile(r"(password|secret|jaas|token|credential|private|api[._-]?key)", re.I)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_IDENT = r"^[a-z_][a-z0-9_]*$"
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and the field."""
 
 
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
-def _wrap_secrets(values: Mapping[str, Any]) -> dict[str, str | SecretStr]:
-    out: dict[str, str | SecretStr] = {}
-    for key, value in values.items():
-        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        out[str(key)] = SecretStr(text) if is_secret_key(str(key)) else text
-    return out
-
-
-def _reveal(values: Mapping[str, str | SecretStr]) -> dict[str, str]:
-    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class KafkaSettings(_Section):
+class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:19092"
     group_id: str = "lakeport"
     properties: dict[str, str | SecretStr] = Field(default_factory=dict)
@@ -63,28 +44,24 @@ class KafkaSettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _secret_properties(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("properties"), Mapping):
-            data = {**data, "properties": _wrap_secrets(data["properties"])}
-        return data
+        return with_secrets(data, "properties")
 
     def to_librdkafka(self, **overrides: Any) -> dict[str, Any]:
         """The librdkafka configuration; user ``properties`` win over Lakeport's defaults."""
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
         conf.update(overrides)
-        conf.update(_reveal(self.properties))
+        conf.update(reveal(self.properties))
         return conf
 
 
-class LakeSettings(_Section):
+class LakeSettings(Section):
     uri: str = "s3://lake"
     storage_options: dict[str, str | SecretStr] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _secret_options(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("storage_options"), Mapping):
-            data = {**data, "storage_options": _wrap_secrets(data["storage_options"])}
-        return data
+        return with_secrets(data, "storage_options")
 
     @property
     def is_local(self) -> bool:
@@ -92,7 +69,7 @@ class LakeSettings(_Section):
 
     def to_object_store(self) -> dict[str, str]:
         """Storage options for delta-rs / object_store (secrets revealed: never log this)."""
-        return _reveal(self.storage_options)
+        return reveal(self.storage_options)
 
     def table_uri(self, layer: str, name: str) -> str:
         base = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
@@ -101,7 +78,7 @@ class LakeSettings(_Section):
         return f"{base.rstrip('/')}/{layer}/{name}"
 
 
-class CdcSettings(_Section):
+class CdcSettings(Section):
     """How silver applies change streams."""
 
     delete_retention_hours: float = Field(
@@ -113,7 +90,7 @@ class CdcSettings(_Section):
     chunk_rows: int = Field(200_000, gt=0, description="bronze change rows applied per silver commit (bounds memory)")
 
 
-class IngestSettings(_Section):
+class IngestSettings(Section):
     flush_rows: int = Field(100_000, gt=0, description="flush a table's buffer at this many rows")
     flush_bytes: int = Field(64 * 1024 * 1024, gt=0, description="... or at this many raw bytes")
     flush_seconds: float = Field(10.0, gt=0, description="... or when its oldest message is this old")
@@ -135,96 +112,7 @@ class IngestSettings(_Section):
     )
 
 
-class PostgresSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(15432, gt=0, lt=65536)
-    database: str = "shop"
-    user: str = "lakeport"
-    password: SecretStr = SecretStr("")
-    connect_timeout: int = Field(5, gt=0)
-
-    def to_libpq(self, **overrides: Any) -> dict[str, Any]:
-        """psycopg2 connection keywords (password revealed: never log this)."""
-        conf: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
-            "dbname": self.database,
-            "user": self.user,
-            "password": self.password.get_secret_value(),
-            "connect_timeout": self.connect_timeout,
-            "application_name": "lakeport",
-        }
-        conf.update(overrides)
-        return conf
-
-
-class SourceSettings(_Section):
-    """A source database whose changes ``lakeport capture`` publishes in Debezium's format."""
-
-    name: str = Field(pattern=_IDENT, description="logical server name: the topic prefix")
-    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
-    tables: list[str] = Field(default_factory=list, description="schema.table; empty: every table in 'public'")
-    outbox_table: str | None = "public.outbox"
-    events_prefix: str = "events"
-    slot: str | None = Field(None, pattern=_IDENT)
-    publication: str | None = Field(None, pattern=_IDENT)
-    confirm_every_messages: int = Field(5000, gt=0)
-    confirm_every_seconds: float = Field(1.0, gt=0)
-    state_dir: str = ".lakeport/capture"
-
-    @property
-    def slot_name(self) -> str:
-        return self.slot or f"lakeport_{self.name}"
-
-    @property
-    def publication_name(self) -> str:
-        return self.publication or f"lakeport_{self.name}"
-
-
-class TableConfig(_Section):
-    name: str = Field(pattern=_IDENT)
-    topics: list[str] = Field(default_factory=list)
-    topic_pattern: str | None = None
-    format: Literal["debezium-json", "json"] = "json"
-    key: list[str] = Field(default_factory=list)
-    partition_by: list[str] = Field(default_factory=list)
-    history: bool = False  # keep silver.<name>_history (SCD type 2)
-    z_order: list[str] = Field(default_factory=list, description="columns to Z-order by when compacting")
-    source_key: list[Literal["source_db", "source_schema", "topic"]] = Field(
-        default_factory=list, description="prefix the silver key with these, and assign a stable lake_id"
-    )
-    quality: list[QualityRule] = Field(default_factory=list, description="expectations on this table")
-    column_rules: list[ColumnRule] = Field(default_factory=list, description="drop / hash / mask before landing")
-    unnest: list[str] = Field(
-        default_factory=list,
-        description="struct columns whose fields become top-level columns (e.g. an outbox 'payload')",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> TableConfig:
-        if bool(self.topics) == bool(self.topic_pattern):
-            raise ValueError("give exactly one of 'topics' or 'topic_pattern'")
-        if self.topic_pattern is not None:
-            try:
-                re.compile(self.topic_pattern)
-            except re.error as exc:
-                raise ValueError(f"topic_pattern is not a valid regex: {exc}") from None
-        return self
-
-    def matches(self, topic: str) -> bool:
-        if self.topic_pattern is not None:
-            return re.fullmatch(self.topic_pattern.removeprefix("^"), topic) is not None
-        return topic in self.topics
-
-    @property
-    def subscriptions(self) -> list[str]:
-        if self.topic_pattern is not None:
-            pattern = self.topic_pattern
-            return [pattern if pattern.startswith("^") else f"^{pattern}"]
-        return list(self.topics)
-
-
-class OrchestrationSettings(_Section):
+class OrchestrationSettings(Section):
     """What the Dagster code location schedules, and the limits its checks enforce."""
 
     bronze_mode: Literal["materialize", "observe"] = Field(

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
+
+from lakeport.settings.base import Section
 
 Expect = Literal["not_null", "unique", "between", "in_set", "references", "columns", "row_count", "total"]
 ARROW_KINDS = ("string", "integer", "float", "decimal", "boolean", "timestamp", "date", "binary", "any")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class QualityRule(_Section):
+class QualityRule(Section):
     """One expectation on a table, e.g. ``{expect: between, column: total, min: 0}``.
 
     ``layer`` defaults to silver for CDC tables (current state) and to bronze for event tables.
@@ -66,7 +64,7 @@ class QualityRule(_Section):
         return f"{self.expect}_{'_'.join(self.targets) or 'table'}"
 
 
-class QualitySettings(_Section):
+class QualitySettings(Section):
     docs_dir: str = Field(".lakeport/quality", description="Great Expectations project and Data Docs")
     sample_keys: int = Field(5, ge=0, le=100, description="failing keys kept per expectation")
     row_count_tolerance: float = Field(
@@ -75,11 +73,11 @@ class QualitySettings(_Section):
     default_rules: bool = Field(True, description="key not-null/unique, schema and row-count rules for every table")
 
 
-class LogNotifierConfig(_Section):
+class LogNotifierConfig(Section):
     type: Literal["log"] = "log"
 
 
-class WebhookNotifierConfig(_Section):
+class WebhookNotifierConfig(Section):
     """Slack-compatible JSON (``{"text": …}`` plus blocks); Mattermost and Teams accept it too."""
 
     type: Literal["webhook"]
@@ -87,7 +85,7 @@ class WebhookNotifierConfig(_Section):
     timeout_seconds: float = Field(10.0, gt=0)
 
 
-class SmtpNotifierConfig(_Section):
+class SmtpNotifierConfig(Section):
     type: Literal["smtp"]
     host: str
     port: int = Field(25, gt=0, lt=65536)
@@ -103,7 +101,7 @@ class SmtpNotifierConfig(_Section):
 NotifierConfig = Annotated[LogNotifierConfig | WebhookNotifierConfig | SmtpNotifierConfig, Field(discriminator="type")]
 
 
-class AlertSettings(_Section):
+class AlertSettings(Section):
     notifiers: list[NotifierConfig] = Field(default_factory=lambda: [LogNotifierConfig(type="log")])  # type: ignore[arg-type]
     repeat_after_minutes: float = Field(
         240.0, gt=0, description="a check still failing pages again only after this long"

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install e2e-deps lint fmt test test-fast demo demo-keep notebooks dagster bench clean dev-up dev-down
+.PHONY: install e2e-deps jvm-deps lint fmt test test-fast demo demo-keep notebooks dagster bench clean dev-up dev-down
 
 install: $(STAMP)  ## create .venv and install lakeport (editable) with test, demo and bench tools
 
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml setup.py ingestion/_fastjson.c
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+jvm-deps: install  ## Apache Kafka, Kafka Connect and Debezium jars (Maven Central) for the compatibility tier
+	bash scripts/jvm-deps.sh $(VENV)
 
 e2e-deps:  ## headless Chromium + chromedriver for the UI tests (Debian packages; no-op when present)
 	bash scripts/e2e-deps.sh
@@ -26,7 +29,7 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install e2e-deps lint  ## the whole suite: unit tests and integration tests on the real local stack
+test: install e2e-deps jvm-deps lint  ## the whole suite: unit tests and integration tests on the real local stack
 	$(BIN)/pytest
 
 test-fast: install  ## only the tests that need no local stack

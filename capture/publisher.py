@@ -74,10 +74,12 @@ class Publisher:
         if err is not None and self.delivery_error is None:
             self.delivery_error = err
 
-    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, str | bytes | None]] | None = None
+    ) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self.producer.poll(0.05)
@@ -259,8 +261,17 @@ class Publisher:
             events = [("d", old, None), ("c", None, new)]
         else:
             events = [("u", old, new)]
-        for op, before, after in events:
-            self._send(*envelopes.change_event(prefix, database, rel, op, before, after, position=position, now_ms=now))
+        sent = [
+            envelopes.change_event(prefix, database, rel, op, b, a, position=position, now_ms=now)
+            for op, b, a in events
+        ]
+        if len(sent) == 2:  # a key change: each side names the other key in a header, as Debezium does
+            (topic, old_key, gone), (_, new_key, born) = sent
+            self._send(topic, old_key, gone, headers=[("__debezium.newkey", new_key)])
+            self._send(topic, new_key, born, headers=[("__debezium.oldkey", old_key)])
+        else:
+            for topic, key, value in sent:
+                self._send(topic, key, value)
         self.stats.changes += len(events)
         return len(events)
 

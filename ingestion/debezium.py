@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -247,3 +248,26 @@ def apply_logical(table: pa.Table, conversions: tuple[tuple[str, Conversion], ..
         lists = [[name for name, hit in marked if hit[row]] or None for row in range(table.num_rows)]
         table = table.append_column(TOAST_MARKS, pa.array(lists, pa.list_(pa.string())))
     return table
+
+
+OLD_KEY_HEADER = "__debezium.oldkey"  # on the create of a primary-key change: the key before it
+_PLACEHOLDERS = (b"__debezium_unavailable_value", UNAVAILABLE_B64.encode())
+
+
+def old_keys(
+    ops: pa.ChunkedArray, values: Sequence[bytes | None], take: Sequence[int], headers: Callable[[int], list[Any]]
+) -> pa.Array | None:
+    """The ``_old_key`` column: for a create that carries an unchanged-TOAST placeholder, the old
+    key its ``__debezium.oldkey`` header names (a primary-key change: the value is the old key's);
+    None elsewhere. None when no row has one, so ordinary batches read no header at all."""
+    is_create = pc.fill_null(pc.equal(ops, "c"), False).to_numpy(zero_copy_only=False)
+    found: dict[int, str] = {}
+    for row in np.flatnonzero(is_create).tolist():
+        value = values[take[row]] or b""
+        if any(p in value for p in _PLACEHOLDERS):
+            old = next((v for k, v in headers(take[row]) if k == OLD_KEY_HEADER and v), None)
+            if old is not None:
+                found[row] = bytes(old).decode("utf-8", "replace")
+    if not found:
+        return None
+    return pa.array([found.get(row) for row in range(len(take))], pa.string())

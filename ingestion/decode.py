@@ -13,13 +13,13 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import pyarrow as pa
 import pyarrow.json as pj
 
 from lakeport.ingestion import arrow_types, debezium, fast_decode, precheck
-from lakeport.ingestion.records import META_COLUMNS, Batch, DeadLetter, Decoded
+from lakeport.ingestion.records import META_COLUMNS, OLD_KEY, Batch, DeadLetter, Decoded
 
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
@@ -284,6 +284,9 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
         pieces.append(chunk.rows)
         take += chunk.index
     rows = _assemble(batch, pieces, take, now)
+    if options.format == "debezium-json" and "_op" in rows.column_names:
+        moved = debezium.old_keys(rows["_op"], values, take, partial(_headers, batch))
+        rows = rows if moved is None else rows.append_column(OLD_KEY, moved)
     messages = [m for part in batch.parts for m in (part.message(i) for i in range(part.size))] if bad else []
     dead = tuple(
         DeadLetter(table=batch.table, message=messages[i], error=error,
@@ -292,6 +295,15 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
     )  # fmt: skip
     return Decoded(table=batch.table, rows=rows, dead_letters=dead, ranges=dict(batch.ranges), messages=len(values),
                    raw_bytes=batch.raw_bytes)  # fmt: skip
+
+
+def _headers(batch: Batch, index: int) -> list[tuple[str, bytes]]:
+    """The headers of the batch's ``index``-th record (over all its parts)."""
+    for part in batch.parts:
+        if index < part.size:
+            return part.headers(index)
+        index -= part.size
+    return []
 
 
 def _assemble(batch: Batch, pieces: list[pa.Table], take: list[int], now: datetime) -> pa.Table:

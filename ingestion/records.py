@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -19,7 +21,11 @@ CDC_COLUMNS = (  # Debezium tables: the op and the source block's position field
     "_source_table",
 )
 TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unchanged-TOAST placeholder
-BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS))
+# A primary-key change arrives as delete(old key) + create(new key); Debezium names the old key in
+# the create's ``__debezium.oldkey`` header. Kept (as the key's JSON) only where the create carries
+# an unchanged-TOAST placeholder: that value is the old key's.
+OLD_KEY = "_old_key"
+BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS, OLD_KEY))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +50,15 @@ class RawBatch:
     timestamps_ms: list[int | None]
     keys: list[bytes | None]
     values: list[bytes | None]
+    # the client's message objects, for the few records whose headers are read (Debezium's old key)
+    client_messages: Sequence[Any] = ()
 
     @property
     def size(self) -> int:
         return len(self.offsets)
+
+    def headers(self, i: int) -> list[tuple[str, bytes]]:
+        return (self.client_messages[i].headers() or []) if self.client_messages else []
 
     @property
     def nbytes(self) -> int:

@@ -183,6 +183,7 @@ class KafkaSource:
                 stamps,
                 list(map(Message.key, run)),
                 list(map(Message.value, run)),
+                run,
             )
             batches.append(batch)
             progress = self.progress.get(tp)

@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 
 from lakeport.lake import changes as cf
 from lakeport.lake import keys as keymod
+from lakeport.lake import rekey
 from lakeport.lake.tables import quote
 
 MARK_APP = "lakeport-silver"
@@ -175,6 +176,16 @@ def _fill_placeholders(
     if cur is not None and cur.num_rows:
         con.register("cur", cur)
         union = "UNION ALL BY NAME SELECT *, coalesce(_source_lsn, _offset) AS __pos, true AS __is_cur FROM cur"
+    old = rekey.moved(con, "(SELECT * FROM st WHERE NOT __stale)", key)
+    if old is not None:  # a primary-key change: the old key's images fill the new key's placeholders
+        union += " UNION ALL BY NAME " + rekey.earlier_images(
+            "(SELECT * FROM st WHERE NOT __stale)", key, flag="__is_cur"
+        )
+        stored = rekey.stored_rows(silver, old)
+        if stored is not None and stored.num_rows:
+            con.register("oldcur", stored)
+            source = "(SELECT *, coalesce(_source_lsn, _offset) AS __pos FROM oldcur)"
+            union += " UNION ALL BY NAME " + rekey.earlier_images(source, key, flag="__is_cur")
     window = f"(PARTITION BY {keys} ORDER BY __pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
     replaced = ", ".join(
         f"CASE WHEN coalesce({t}, false) THEN last_value(CASE WHEN NOT coalesce({t}, false) AND _op <> 'd' "

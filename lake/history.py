@@ -32,8 +32,9 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction
 
+from lakeport.ingestion.records import OLD_KEY
 from lakeport.lake import changes as cf
-from lakeport.lake import keys
+from lakeport.lake import keys, rekey
 from lakeport.lake.errors import KeyMissing
 from lakeport.lake.tables import open_table, quote
 
@@ -192,7 +193,7 @@ def _chain(
         wanted = con.execute(f"SELECT DISTINCT {keycols} FROM ev").to_arrow_table()
         stored = keys.rows_for_keys(history, wanted)
         select = ", ".join(quote(c) for c in data)
-        marks = f", {cf.TOAST_MARKS}" if cf.TOAST_MARKS in schema.names else ""
+        marks = "".join(f", {c}" for c in (cf.TOAST_MARKS, OLD_KEY) if c in schema.names)
         new_events = f"SELECT {select}{marks}, _op, _source_lsn, _offset, __pos, __ts, NULL::TIMESTAMPTZ AS __old_to, false AS __stored FROM ev"  # noqa: E501
         if stored is not None and stored.num_rows:
             con.register("stored", stored)
@@ -205,6 +206,7 @@ def _chain(
             )
         else:
             con.execute(f"CREATE TABLE events AS {new_events}")
+        _offer_old_key_images(con, key, history)
         ev_schema = con.execute("SELECT * FROM events LIMIT 0").to_arrow_table().schema
         window = f"PARTITION BY {keycols} ORDER BY __pos"
         before = f"({window} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
@@ -217,14 +219,16 @@ def _chain(
                     f"AND _op <> 'd' THEN {quote(c)} END IGNORE NULLS) OVER {before} ELSE {quote(c)} END AS {quote(c)}"
                 )
         replace = f"REPLACE ({', '.join(fills)})" if fills else ""
+        con.execute(f"CREATE TABLE filled AS SELECT * {replace} FROM events")  # then the old keys' images go
+        con.execute("DELETE FROM filled WHERE __moved")
         scope_match = " AND ".join(f"t.{quote(s)} = e.{quote(s)}" for s in scope) or "true"
         versions = con.execute(f"""
             WITH e AS (
-                SELECT * {replace},
+                SELECT *,
                     lead(__ts) OVER ({window}) AS __next,
                     last_value(CASE WHEN __stored THEN coalesce(__old_to, 'infinity'::TIMESTAMPTZ) END IGNORE NULLS)
                         OVER {before} AS __inherited
-                FROM events
+                FROM filled
             ), v AS (
                 SELECT e.*, least(
                     __next,
@@ -240,6 +244,24 @@ def _chain(
             WHERE _op <> 'd' AND (NOT __stored OR valid_to IS DISTINCT FROM __old_to)
         """).to_arrow_table()
         return cf.plain_types(versions), found
+
+
+def _offer_old_key_images(con: duckdb.DuckDBPyConnection, key: Sequence[str], history: DeltaTable | None) -> None:
+    """Add to ``events`` (marked ``__moved``) the versions of each old key a primary-key change
+    left, relabeled as the new key's: its placeholders take their values (see :mod:`lake.rekey`)."""
+    con.execute("ALTER TABLE events ADD COLUMN __moved BOOLEAN DEFAULT false")
+    old = rekey.moved(con, "events", key)
+    if old is None:
+        return
+    con.execute(
+        f"INSERT INTO events BY NAME {rekey.earlier_images('events', key, flag='__moved', flag_in_source=True)}"
+    )
+    stored = rekey.stored_rows(history, old)
+    if stored is not None and stored.num_rows:
+        con.register("oldstored", stored)
+        source = ("(SELECT * EXCLUDE (valid_from, valid_to, is_current), coalesce(_source_lsn, _offset) AS __pos, "
+                  "valid_from AS __ts, valid_to AS __old_to, true AS __stored FROM oldstored)")  # fmt: skip
+        con.execute(f"INSERT INTO events BY NAME {rekey.earlier_images(source, key, flag='__moved')}")
 
 
 def _truncates(

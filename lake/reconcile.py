@@ -8,6 +8,8 @@ from the lake, extra in the lake, and present on both sides with different value
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -55,9 +57,13 @@ class TableReport:
 
 
 def canonical(value: Any, pg_type: str) -> str:
-    """One value as text that is equal on both sides when the values are equal."""
+    """One value as text that is equal on both sides when the values are equal. Text the lake
+    holds for a typed source column (a converter without schemas sends decimals, times and bytes
+    as strings; bytes arrive base64-encoded) is read as that type first."""
     if value is None:
         return "\0"
+    if isinstance(value, str):
+        value = _typed(value, pg_type)
     if pg_type in ("json", "jsonb"):
         return json.dumps(json.loads(value) if isinstance(value, str) else value, sort_keys=True)
     if isinstance(value, bool):
@@ -74,6 +80,21 @@ def canonical(value: Any, pg_type: str) -> str:
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
     return str(value)
+
+
+def _typed(text: str, pg_type: str) -> Any:
+    try:
+        if pg_type == "bytea":
+            return base64.b64decode(text, validate=True)
+        if pg_type.startswith("numeric"):
+            return Decimal(text)
+        if pg_type.startswith("timestamp"):
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if pg_type == "date":
+            return dt.date.fromisoformat(text)
+    except (ValueError, ArithmeticError, binascii.Error):
+        pass
+    return text
 
 
 def _digest(row: dict[str, Any], columns: list[tuple[str, str]]) -> str:

@@ -1,0 +1,115 @@
+"""Record what the real Debezium PostgreSQL connector emits, as test fixtures.
+
+Starts a private PostgreSQL, Apache Kafka and Kafka Connect (the JVM tier: `make jvm-deps`), runs
+the edge cases of tests/test_real_debezium_on_apache_kafka.py plus a little of the OLTP workload
+through the connectors of infra/debezium/, with the JSON converter with and without schemas, and
+writes every record (key and value as text) to tests/fixtures/debezium/<variant>.jsonl, with the
+connector's version in each file's first line. Run: .venv/bin/python scripts/record_debezium_fixtures.py
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_real_debezium_on_apache_kafka import EXTRA, _edge_cases, wait_for_slots  # noqa: E402
+
+from lakeport.dev import jvm, postgres  # noqa: E402
+from lakeport.dev.oltp import apply_schema, run_workload  # noqa: E402
+from lakeport.dev.processes import free_port, stop  # noqa: E402
+
+TABLES = ["public.orders", "public.customers", "public.attachments", "public.audits"]
+
+
+def source_state(dsn: str) -> dict[str, object]:
+    """Each captured table's final state in PostgreSQL: columns with their types, and every row
+    in reconcile's canonical text form, keyed by the primary key."""
+    import psycopg2
+
+    from lakeport.lake.reconcile import _COLUMNS, canonical
+
+    state: dict[str, object] = {}
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        for table in TABLES:
+            schema, name = table.split(".")
+            cur.execute(_COLUMNS, (schema, name))
+            columns = [(c, t) for c, t in cur.fetchall()]
+            cur.execute(f"SELECT {', '.join(c for c, _ in columns)} FROM {table}")
+            rows = [[canonical(v, t) for v, (_, t) in zip(row, columns, strict=True)] for row in cur.fetchall()]
+            state[name] = {"columns": columns, "rows": sorted(rows)}
+    return state
+
+
+def record(variant: str, schemas: bool, home: Path, pg_port: int, kafka: str) -> None:
+    db = f"fx_{variant.replace('-', '_')}"
+    postgres.create_database(pg_port, db)
+    dsn = postgres.dsn(pg_port, database=db)
+    apply_schema({"dsn": dsn})
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(EXTRA)
+    run_workload({"dsn": dsn}, transactions=60, seed=1)
+    prefix = f"fx{variant.replace('-', '')}"
+    connectors = jvm.debezium_connectors(prefix, port=pg_port, database=db, user=postgres.DEV_USER,
+                                         password=postgres.DEV_PASSWORD, tables=TABLES, schemas=schemas)  # fmt: skip
+    service = jvm.start_connect(home / variant, bootstrap=kafka, connectors=connectors,
+                                deadline=time.monotonic() + 120)  # fmt: skip
+    try:
+        wait_for_slots(dsn, prefix)
+        run_workload({"dsn": dsn}, transactions=60, seed=2)
+        _edge_cases(dsn, random.Random(5))
+        time.sleep(8)
+    finally:
+        stop(service)
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": prefix, "auto.offset.reset": "earliest"})
+    topics = sorted(t for t in consumer.list_topics(timeout=5).topics if t.startswith(prefix))
+    consumer.subscribe(topics)
+    records, quiet = [], time.monotonic() + 10
+    while time.monotonic() < quiet:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        quiet = time.monotonic() + 3
+        key, value = msg.key(), msg.value()
+        headers = [[k, v.decode()] for k, v in msg.headers() or [] if not k.startswith("__debezium.context.")]
+        records.append({"topic": msg.topic().replace(prefix, "shop", 1), "partition": msg.partition(),
+                        "offset": msg.offset(), "key": key.decode() if key else None,
+                        "value": value.decode() if value is not None else None, "headers": headers})  # fmt: skip
+    consumer.close()
+    header = {"debezium": "3.6.1.Final", "kafka": "4.3.1", "connectors": "infra/debezium/*.json",
+              "value.converter.schemas.enable": schemas, "records": len(records),
+              "source": source_state(dsn)}  # fmt: skip
+    out = ROOT / "tests" / "fixtures" / "debezium" / f"{variant}.jsonl"
+    out.write_text("\n".join(json.dumps(r) for r in [header, *records]) + "\n")
+    print(f"{out}: {len(records)} records from {len(topics)} topics")
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="lakeport-fixtures-"))
+    deadline = time.monotonic() + 180
+    services = []
+    try:
+        pg_port, kafka_port = free_port(), free_port()
+        services.append(postgres.start(home, pg_port, deadline))
+        services.append(jvm.start_kafka(home, kafka_port, deadline))
+        for variant, schemas in (("json-with-schemas", True), ("json-without-schemas", False)):
+            record(variant, schemas, home, pg_port, f"127.0.0.1:{kafka_port}")
+    finally:
+        for service in reversed(services):
+            stop(service)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -225,8 +225,10 @@ class KafkaSource:
                 fetched = self._fetched_high(tp)
                 progress.end = None if fetched < 0 else max(progress.high_at_assign, fetched)
             progress.drained = progress.end is not None and progress.position >= progress.end
-        stuck: dict[TP, int | None] = {
-            tp: p.position for tp, p in self.progress.items() if not p.drained and p.end is not None
+        stuck: dict[TP, int | None] = {  # short of its end, or below the watermark asked for at assignment
+            tp: p.position
+            for tp, p in self.progress.items()
+            if not p.drained and (p.end is not None or p.position < p.high_at_assign)
         }
         now = time.monotonic()
         if stuck and all(now - self.progress[tp].moved_at > 1.0 for tp in stuck) and now - self._probed_at > 2.0:

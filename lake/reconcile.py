@@ -64,6 +64,8 @@ def canonical(value: Any, pg_type: str) -> str:
         return "\0"
     if isinstance(value, str):
         value = _typed(value, pg_type)
+    elif isinstance(value, int) and not isinstance(value, bool) and pg_type in _EPOCH_TYPES:
+        value = _EPOCH_TYPES[pg_type](value)  # Debezium's temporal numbers, as sent without a schema
     if pg_type in ("json", "jsonb"):
         return json.dumps(json.loads(value) if isinstance(value, str) else value, sort_keys=True)
     if isinstance(value, bool):
@@ -80,6 +82,13 @@ def canonical(value: Any, pg_type: str) -> str:
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
     return str(value)
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_TYPES = {
+    "date": lambda days: dt.date(1970, 1, 1) + dt.timedelta(days=days),  # io.debezium.time.Date
+    "timestamp without time zone": lambda us: _EPOCH + dt.timedelta(microseconds=us),  # MicroTimestamp
+}
 
 
 def _typed(text: str, pg_type: str) -> Any:

@@ -44,3 +44,9 @@ def apache_stack(local_stack: stack.StackState, tmp_path_factory: pytest.TempPat
         yield replace(local_stack, home=str(home), kafka_bootstrap=f"127.0.0.1:{kafka.port}", services=[kafka])
     finally:
         stop(kafka)
+
+
+@pytest.fixture(params=["tansu", "apache"])
+def broker_stack(request: pytest.FixtureRequest) -> stack.StackState:
+    """The local stack on each broker in turn: Tansu, then Apache Kafka (the compatibility tier)."""
+    return request.getfixturevalue("local_stack" if request.param == "tansu" else "apache_stack")  # type: ignore[no-any-return]

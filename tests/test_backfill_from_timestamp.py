@@ -26,23 +26,23 @@ def _produce(stack: StackState, topic: str, ids: range, when: datetime) -> None:
 
 
 def test_backfill_starts_at_the_timestamp_then_resumes_from_the_lake(
-    local_stack: StackState, s3_lake: str, tmp_path: Path
+    broker_stack: StackState, s3_lake: str, tmp_path: Path
 ) -> None:
     topic = unique("replay")
-    make_topic(local_stack, topic, 1)
-    _produce(local_stack, topic, range(0, 10), datetime(2026, 1, 1, tzinfo=UTC))
-    _produce(local_stack, topic, range(10, 25), datetime(2026, 6, 1, tzinfo=UTC))
+    make_topic(broker_stack, topic, 1)
+    _produce(broker_stack, topic, range(0, 10), datetime(2026, 1, 1, tzinfo=UTC))
+    _produce(broker_stack, topic, range(10, 25), datetime(2026, 6, 1, tzinfo=UTC))
     tables = [{"name": "replayed", "topics": [topic]}]
-    config = write_config(tmp_path / "lakeport.yaml", local_stack, lake_uri=s3_lake, tables=tables,
+    config = write_config(tmp_path / "lakeport.yaml", broker_stack, lake_uri=s3_lake, tables=tables,
                           ingest={"once_wait_seconds": 5})  # fmt: skip
     run_cli(["ingest", "--once", "-c", str(config), "--from-timestamp", "2026-03-01T00:00:00Z"])
-    landed = read_table(f"{s3_lake}/bronze/replayed", local_stack)
+    landed = read_table(f"{s3_lake}/bronze/replayed", broker_stack)
     assert sorted(landed["_offset"].to_pylist()) == list(range(10, 25))
     assert sorted(landed["id"].to_pylist()) == list(range(10, 25))
 
-    _produce(local_stack, topic, range(25, 30), datetime(2026, 2, 1, tzinfo=UTC))  # older stamp, newer offset
+    _produce(broker_stack, topic, range(25, 30), datetime(2026, 2, 1, tzinfo=UTC))  # older stamp, newer offset
     run_cli(["ingest", "--once", "-c", str(config), "--from-timestamp", "2026-03-01T00:00:00Z"])
-    landed = read_table(f"{s3_lake}/bronze/replayed", local_stack)
+    landed = read_table(f"{s3_lake}/bronze/replayed", broker_stack)
     assert sorted(landed["_offset"].to_pylist()) == list(range(10, 30))  # resumed from the Delta log
 
 

@@ -22,13 +22,13 @@ MESSAGES = 150_000
 PARTITIONS = 6
 
 
-def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
+def test_kill9_never_loses_or_duplicates(broker_stack: StackState, s3_lake: str, tmp_path: Path) -> None:
     topic = unique("kill.public.orders")
-    make_topic(local_stack, topic, PARTITIONS)
-    produce({"bootstrap.servers": local_stack.kafka_bootstrap}, ((topic, k, v) for k, v in bench_events(MESSAGES)))
+    make_topic(broker_stack, topic, PARTITIONS)
+    produce({"bootstrap.servers": broker_stack.kafka_bootstrap}, ((topic, k, v) for k, v in bench_events(MESSAGES)))
     config = write_config(
         tmp_path / "lakeport.yaml",
-        local_stack,
+        broker_stack,
         lake_uri=s3_lake,
         tables=[{"name": "orders", "topics": [topic], "format": "debezium-json", "key": ["id"]}],
         ingest={"flush_rows": 700, "flush_seconds": 0.5, "poll_messages": 700},
@@ -42,7 +42,7 @@ def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, 
         before = landed_at_kill[-1] if landed_at_kill else 0
 
         def past_mark(before: int = before, fraction: float = fraction) -> bool:
-            now = landed_rows(uri, local_stack)  # this worker is landing data and is past the mark
+            now = landed_rows(uri, broker_stack)  # this worker is landing data and is past the mark
             return now > before and now >= fraction * MESSAGES
 
         wait_until(past_mark, timeout=90, interval=0.05)
@@ -50,13 +50,13 @@ def test_kill9_never_loses_or_duplicates(local_stack: StackState, s3_lake: str, 
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL
-        landed_at_kill.append(landed_rows(uri, local_stack))
+        landed_at_kill.append(landed_rows(uri, broker_stack))
     done = subprocess.run(
         [LAKEPORT, "ingest", "--once", "--config", str(config)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    table = read_table(uri, local_stack)
+    table = read_table(uri, broker_stack)
     keys = pc.binary_join_element_wise(
         table["_topic"], table["_partition"].cast("string"), table["_offset"].cast("string"), "/"
     )

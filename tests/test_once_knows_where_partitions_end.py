@@ -61,6 +61,17 @@ def test_a_tail_of_transaction_markers_is_drained_after_a_probe() -> None:
     assert source.drained() and source.probes == 1
 
 
+def test_a_tail_of_markers_below_an_exact_high_watermark_is_drained_after_a_probe() -> None:
+    """Apache Kafka answers ListOffsets exactly: the position stops below the watermark asked for
+    at assignment, because the last offsets are commit or abort markers (a regression: --once hung)."""
+    a = (TOPIC, 0)
+    source = _Source({a: 21}, with_data=set())  # records up to 16; markers and an aborted transaction after
+    source.progress = {a: _progress(17, 21)}
+    assert not source.drained() and source.probes == 0
+    source.progress[a].moved_at -= 2
+    assert source.drained() and source.probes == 1
+
+
 def test_a_probe_that_finds_records_keeps_the_partition_open() -> None:
     a = (TOPIC, 0)
     source = _Source({a: 130}, with_data={a})

@@ -20,11 +20,16 @@ def dev_up(
     s3_port: Annotated[int | None, typer.Option(help="default: the port in the config's AWS_ENDPOINT_URL")] = None,
     postgres_port: Annotated[int | None, typer.Option(help="default: the first source's port in the config")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start with empty S3 and PostgreSQL")] = False,
+    kafka: Annotated[
+        str, typer.Option("--kafka", help="tansu (fast, no JVM) or apache (Apache Kafka 4: make jvm-deps)")
+    ] = "tansu",
 ) -> None:
     """Start the broker, S3 and PostgreSQL on loopback (the ports the config expects); wait until they answer."""
     from lakeport.dev import stack
     from lakeport.dev.postgres import DEV_DATABASE
 
+    if kafka not in ("tansu", "apache"):
+        raise typer.BadParameter(f"--kafka must be tansu or apache, not {kafka!r}")
     settings = settings_from(config)
     want_kafka, want_s3 = stack.ports_for(settings)
     try:
@@ -34,6 +39,7 @@ def dev_up(
             s3_port=s3_port or want_s3,
             postgres_port=postgres_port or stack.postgres_port_for(settings),
             fresh=fresh,
+            kafka="apache" if kafka == "apache" else "tansu",  # checked above
         )
     except stack.StackError as exc:
         err.print(f"[red]error:[/red] {exc}")

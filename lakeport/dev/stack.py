@@ -13,10 +13,10 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
-from lakeport.dev import seaweed, tansu
+from lakeport.dev import jvm, seaweed, tansu
 from lakeport.dev.processes import (
     Service,
     StackError,
@@ -111,12 +111,14 @@ def up(
     bucket: str = DEFAULT_BUCKET,
     timeout: float = 60.0,
     fresh: bool = False,
+    kafka: Literal["tansu", "apache"] = "tansu",
 ) -> StackState:
     """Start the stack (or return the running one) and wait until every service answers.
 
-    The broker keeps its data in memory, so after a restart the lake's offsets and the source's
-    replication position refer to messages that are gone; ``fresh`` starts S3 and PostgreSQL
-    empty as well (the demo does)."""
+    ``kafka`` picks the broker: Tansu (the fast default, no JVM) or Apache Kafka 4 in KRaft mode
+    (the compatibility tier, from ``make jvm-deps``). Tansu keeps its data in memory, so after a
+    restart the lake's offsets and the source's replication position refer to messages that are
+    gone; ``fresh`` starts S3, PostgreSQL (and Apache Kafka's log) empty as well (the demo does)."""
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     existing = load_state(home)
@@ -127,7 +129,7 @@ def up(
     if fresh:
         from lakeport.dev import postgres as pg
 
-        for directory in (home / "s3", pg.data_dir(home), home / "capture"):
+        for directory in (home / "s3", pg.data_dir(home), home / "capture", home / "apache-kafka"):
             shutil.rmtree(directory, ignore_errors=True)
     deadline = time.monotonic() + timeout
     kafka_port = kafka_port or free_port()
@@ -136,7 +138,9 @@ def up(
     for port in (kafka_port, s3_port, pg_port or kafka_port):
         if not port_free(port):
             raise StackError(f"port 127.0.0.1:{port} is already in use")
-    kafka = tansu.start(home, kafka_port, deadline)
+    broker = (
+        jvm.start_kafka(home, kafka_port, deadline) if kafka == "apache" else tansu.start(home, kafka_port, deadline)
+    )
     state = StackState(
         home=str(home),
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
@@ -144,12 +148,12 @@ def up(
         bucket=bucket,
         access_key=DEV_ACCESS_KEY,
         secret_key=DEV_SECRET_KEY,
-        services=[kafka],
+        services=[broker],
     )
     _save_state(state)
     try:
         s3 = seaweed.start(home, s3_port, state.access_key, state.secret_key, bucket, deadline)
-        state = replace(state, services=[kafka, s3])
+        state = replace(state, services=[broker, s3])
         _save_state(state)
         if pg_port:
             from lakeport.dev import postgres as pg

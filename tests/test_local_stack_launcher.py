@@ -17,10 +17,11 @@ from lakeport.dev.stack import free_port
 pytestmark = pytest.mark.stack
 
 
-def test_up_status_down(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["tansu", "apache"])
+def test_up_status_down(broker: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     kafka, s3, pg = free_port(), free_port(), free_port()
-    ports = ["--kafka-port", str(kafka), "--s3-port", str(s3), "--postgres-port", str(pg)]
+    ports = ["--kafka-port", str(kafka), "--s3-port", str(s3), "--postgres-port", str(pg), "--kafka", broker]
     up = run_cli(["dev", "up", "--home", str(home), *ports], timeout=120)
     assert f"127.0.0.1:{kafka}" in up.stdout and f"127.0.0.1:{pg}" in up.stdout
     try:
@@ -48,3 +49,8 @@ def test_up_status_down(tmp_path: Path) -> None:
     assert "kafka" in down.stdout and "s3" in down.stdout and "postgres" in down.stdout
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
     assert run_cli(["dev", "status", "--home", str(home)], check=False).returncode == 1
+
+
+def test_an_unknown_broker_is_refused(tmp_path: Path) -> None:
+    refused = run_cli(["dev", "up", "--home", str(tmp_path), "--kafka", "redpanda"], check=False)
+    assert refused.returncode == 2 and "--kafka must be tansu or apache" in refused.stderr.replace("\n", " ")

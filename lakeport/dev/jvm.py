@@ -19,7 +19,7 @@ from typing import Any
 from lakeport.dev.processes import Service, StackError, free_port, spawn, stop, wait_port
 
 JARS = Path(sys.executable).parent.parent / "share" / "lakeport-jvm"
-HEAP = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC")  # two cores and 24 GB shared with everything
+HEAP = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true")  # small: 2 cores, 24 GB shared
 LOG4J = """Configuration:
   Appenders:
     Console: {name: STDOUT, PatternLayout: {pattern: "[%d] %p %m (%c)%n"}}

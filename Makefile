@@ -1,5 +1,7 @@
 # Lakeport — every target a new user needs on a fresh machine.
 PYTHON ?= python3
+# make bench KAFKA=tansu,apache: the ingest bench on both brokers, in one run
+KAFKA  ?= tansu
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -55,8 +57,8 @@ dev-up: install
 dev-down: install
 	$(BIN)/lakeport dev down
 
-bench: install  ## ingest (raw vs naive vs lakeport), silver MERGE, compaction, gold and analyst queries; into bench/results.json
-	$(BIN)/python benchmarks/bench_ingest.py
+bench: install jvm-deps  ## ingest (raw vs naive vs lakeport), silver MERGE, compaction, gold and analyst queries; into bench/results.json
+	$(BIN)/python benchmarks/bench_ingest.py --kafka $(KAFKA)
 	$(BIN)/python benchmarks/bench_silver.py
 	$(BIN)/python benchmarks/bench_compaction.py
 	$(BIN)/python benchmarks/bench_gold.py

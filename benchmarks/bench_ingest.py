@@ -153,48 +153,37 @@ def lakeport_once(state: stack.StackState, total: int, nbytes: int, workdir: Pat
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
-    args = parser.parse_args()
+def measure(broker: str, messages: int) -> dict[str, object]:
+    """One run of the three contenders on a fresh local stack with ``broker`` (tansu | apache)."""
     with tempfile.TemporaryDirectory(prefix="lakeport-bench-") as tmp:
         home = Path(tmp)
-        state = stack.up(home / "stack")
+        state = stack.up(home / "stack", kafka="apache" if broker == "apache" else "tansu", timeout=120)
         try:
             create_topics({"bootstrap.servers": state.kafka_bootstrap}, {TOPIC: PARTITIONS})
-            events = list(bench_events(args.messages))
+            events = list(bench_events(messages))
             nbytes = sum(len(v) for _, v in events)
             t0 = time.perf_counter()
             produce({"bootstrap.servers": state.kafka_bootstrap}, ((TOPIC, k, v) for k, v in events))
             produce_s = time.perf_counter() - t0
             del events
-            print(
-                f"produced {args.messages:,} events ({nbytes / args.messages:.0f} B avg) in {produce_s:.1f}s",
-                flush=True,
-            )
-            raw = raw_consume(state.kafka_bootstrap, args.messages)
-            print(f"raw consume     {raw['msgs_per_s']:>10,.0f} msg/s", flush=True)
-            base = naive(
-                state.kafka_bootstrap, args.messages, f"s3://{state.bucket}/bench-naive/orders", state.storage_options()
-            )
-            print(f"naive baseline  {base['msgs_per_s']:>10,.0f} msg/s", flush=True)
-            flat = naive(
-                state.kafka_bootstrap,
-                args.messages,
-                f"s3://{state.bucket}/bench-naive-flat/orders",
-                state.storage_options(),
-                flatten=True,
-            )
-            print(f"naive, flattened{flat['msgs_per_s']:>10,.0f} msg/s (reference)", flush=True)
-            ours = lakeport_once(state, args.messages, nbytes, home)
-            print(f"lakeport        {ours['msgs_per_s']:>10,.0f} msg/s", flush=True)
+            print(f"[{broker}] produced {messages:,} events ({nbytes / messages:.0f} B avg) in {produce_s:.1f}s",
+                  flush=True)  # fmt: skip
+            raw = raw_consume(state.kafka_bootstrap, messages)
+            print(f"[{broker}] raw consume     {raw['msgs_per_s']:>10,.0f} msg/s", flush=True)
+            base = naive(state.kafka_bootstrap, messages, f"s3://{state.bucket}/bench-naive/orders",
+                         state.storage_options())  # fmt: skip
+            print(f"[{broker}] naive baseline  {base['msgs_per_s']:>10,.0f} msg/s", flush=True)
+            flat = naive(state.kafka_bootstrap, messages, f"s3://{state.bucket}/bench-naive-flat/orders",
+                         state.storage_options(), flatten=True)  # fmt: skip
+            print(f"[{broker}] naive, flattened{flat['msgs_per_s']:>10,.0f} msg/s (reference)", flush=True)
+            ours = lakeport_once(state, messages, nbytes, home)
+            print(f"[{broker}] lakeport        {ours['msgs_per_s']:>10,.0f} msg/s", flush=True)
         finally:
             stack.down(home / "stack")
-    results = {
-        "messages": args.messages,
+    return {
+        "messages": messages,
         "partitions": PARTITIONS,
-        "avg_message_bytes": round(nbytes / args.messages),
+        "avg_message_bytes": round(nbytes / messages),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "raw_msgs_per_s": round(raw["msgs_per_s"]),
         "raw_mb_per_s": round(raw["mb_per_s"], 1),
@@ -210,14 +199,34 @@ def main() -> None:
         "lakeport_vs_naive": round(ours["msgs_per_s"] / base["msgs_per_s"], 2),
         "lakeport_vs_naive_flattened": round(ours["msgs_per_s"] / flat["msgs_per_s"], 2),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--kafka", default="tansu",
+                        help="tansu, apache, or tansu,apache: each in turn, in one run (Apache Kafka under "
+                             "the key apache_kafka of the results)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args()
+    brokers = [b.strip() for b in args.kafka.split(",") if b.strip()]
+    if not brokers or set(brokers) - {"tansu", "apache"}:
+        parser.error("--kafka takes tansu, apache or tansu,apache")
+    results: dict[str, object] = {}
+    for broker in brokers:
+        measured = measure(broker, args.messages)
+        if broker == "tansu":
+            results.update(measured)
+        else:
+            results["apache_kafka"] = measured
+        print(
+            f"[{broker}] targets: lakeport >= 0.35 x raw ({measured['lakeport_vs_raw']}), >= 4 x naive "
+            f"({measured['lakeport_vs_naive']}), peak RSS <= 600 MB ({measured['lakeport_peak_rss_mb']})"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     args.out.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    print(
-        f"targets: lakeport >= 0.35 x raw ({results['lakeport_vs_raw']}), >= 4 x naive "
-        f"({results['lakeport_vs_naive']}), peak RSS <= 600 MB ({results['lakeport_peak_rss_mb']})"
-    )
 
 
 if __name__ == "__main__":

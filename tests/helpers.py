@@ -23,6 +23,17 @@ from lakeport.dev.stack import StackState
 from lakeport.ingestion.records import Batch, RawBatch
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
+OLTP_KEYS = {  # the OLTP workload's tables (lakeport/dev/oltp/schema.sql) and their primary keys
+    "customers": ["id"],
+    "addresses": ["id"],
+    "products": ["id"],
+    "prices": ["product_id"],
+    "inventory": ["product_id"],
+    "orders": ["id"],
+    "order_items": ["order_id", "line_no"],
+    "payments": ["id"],
+    "shipments": ["id"],
+}
 LAKEPORT = str(Path(sys.executable).parent / "lakeport")
 
 

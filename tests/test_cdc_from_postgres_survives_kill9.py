@@ -16,24 +16,14 @@ from typing import Any
 
 import psycopg2
 import pytest
-from helpers import LAKEPORT, make_topic, read_table, run_cli, start_worker, unique, wait_until, write_config
+from helpers import LAKEPORT, OLTP_KEYS, make_topic, read_table, run_cli, start_worker, unique, wait_until, write_config
 
 from lakeport.dev import postgres
 from lakeport.dev.oltp import apply_schema, run_workload
 from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-TABLES = {
-    "customers": ["id"],
-    "addresses": ["id"],
-    "products": ["id"],
-    "prices": ["product_id"],
-    "inventory": ["product_id"],
-    "orders": ["id"],
-    "order_items": ["order_id", "line_no"],
-    "payments": ["id"],
-    "shipments": ["id"],
-}
+TABLES = OLTP_KEYS
 HISTORY = {"customers", "addresses", "orders"}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from helpers import make_topic, read_table, run_cli, unique, wait_until, write_config
+from helpers import OLTP_KEYS, make_topic, read_table, run_cli, unique, wait_until, write_config
 
 from lakeport.dev import jvm, postgres
 from lakeport.dev.oltp import apply_schema, run_workload
@@ -29,15 +29,7 @@ from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 KEYS = {
-    "customers": ["id"],
-    "addresses": ["id"],
-    "products": ["id"],
-    "prices": ["product_id"],
-    "inventory": ["product_id"],
-    "orders": ["id"],
-    "order_items": ["order_id", "line_no"],
-    "payments": ["id"],
-    "shipments": ["id"],
+    **OLTP_KEYS,
     "attachments": ["id"],  # TOASTed text, bytea and jsonb; a primary-key change
     "audits": ["id"],  # REPLICA IDENTITY FULL; truncated mid-stream
 }

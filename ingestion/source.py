@@ -225,10 +225,10 @@ class KafkaSource:
                 fetched = self._fetched_high(tp)
                 progress.end = None if fetched < 0 else max(progress.high_at_assign, fetched)
             progress.drained = progress.end is not None and progress.position >= progress.end
-        stuck: dict[TP, int | None] = {  # short of its end, or below the watermark asked for at assignment
+        stuck: dict[TP, int | None] = {  # short of its end; or below an end that fetches confirm (markers)
             tp: p.position
             for tp, p in self.progress.items()
-            if not p.drained and (p.end is not None or p.position < p.high_at_assign)
+            if not p.drained and (p.end is not None or (p.position < p.high_at_assign == self._fetched_high(tp)))
         }
         now = time.monotonic()
         if stuck and all(now - self.progress[tp].moved_at > 1.0 for tp in stuck) and now - self._probed_at > 2.0:
@@ -279,8 +279,10 @@ class KafkaSource:
                     tp = (msg.topic(), msg.partition())
                     if tp in pending:
                         pending.discard(tp)
-                        if msg.error() is None:
-                            found.add(tp)
+                        mine, end = self.progress.get(tp), msg.offset()
+                        short = mine is not None and end is not None and end < mine.high_at_assign
+                        if msg.error() is None or short:
+                            found.add(tp)  # a record, or an end short of the one seen at assignment
             return found | pending  # no answer in time: assume there is data
         finally:
             probe.close()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ from helpers import (
     write_config,
 )
 
-from lakeport.dev.processes import pause, resume
+from lakeport.dev import tansu
+from lakeport.dev.processes import free_port, pause, resume
+from lakeport.dev.processes import stop as stop_service
 from lakeport.dev.stack import StackState
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.faults]
@@ -88,6 +91,10 @@ def test_broker_frozen_for_30s(local_stack: StackState, s3_lake: str, tmp_path: 
 def test_rebalance_storm_of_three_workers(broker: str, request: pytest.FixtureRequest, s3_lake: str,
                                           tmp_path: Path) -> None:  # fmt: skip
     local_stack: StackState = request.getfixturevalue("local_stack" if broker == "tansu" else "apache_stack")
+    if broker == "tansu":  # a broker of its own: Tansu's group coordinator wedges after ~25 killed members in all
+        tansu_broker = tansu.start(tmp_path, free_port(), time.monotonic() + 30)  # groups, earlier tests' too
+        request.addfinalizer(lambda: stop_service(tansu_broker))
+        local_stack = replace(local_stack, kafka_bootstrap=f"127.0.0.1:{tansu_broker.port}")
     topic = unique("fault.storm")
     make_topic(local_stack, topic, 6)
     config = _config(tmp_path, local_stack, s3_lake, topic)

@@ -48,6 +48,7 @@ def start(home: Path, port: int, access_key: str, secret_key: str, bucket: str, 
     )
     identities.chmod(0o600)
     ports = [free_port() for _ in range(3)]
+    grpc = [free_port() for _ in range(4)]  # explicit: port + 10000 may be another service's
     log = home / "logs" / "seaweedfs.log"
     cmd = [
         str(binary),
@@ -56,14 +57,14 @@ def start(home: Path, port: int, access_key: str, secret_key: str, bucket: str, 
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         f"-master.port={ports[0]}",
-        f"-master.port.grpc={ports[0] + 10000}",
+        f"-master.port.grpc={grpc[0]}",
         f"-volume.port={ports[1]}",
-        f"-volume.port.grpc={ports[1] + 10000}",
+        f"-volume.port.grpc={grpc[1]}",
         f"-filer.port={ports[2]}",
-        f"-filer.port.grpc={ports[2] + 10000}",
+        f"-filer.port.grpc={grpc[2]}",
         "-s3",
         f"-s3.port={port}",
-        f"-s3.port.grpc={port + 10000}",
+        f"-s3.port.grpc={grpc[3]}",
         f"-s3.config={identities}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",

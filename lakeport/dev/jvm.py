@@ -88,9 +88,11 @@ def start_kafka(home: Path, port: int, deadline: float) -> Service:
         )
     config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     if not (data / "logs" / "meta.properties").exists():
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = "-"
+        while cluster.startswith("-"):  # as Kafka's own ids: one starting with "-" reads as an option
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = [java(), *HEAP, "-cp", classpath(), "kafka.tools.StorageTool", "format", "--standalone",
-               "-t", cluster, "-c", str(config)]  # fmt: skip
+               f"--cluster-id={cluster}", "-c", str(config)]  # fmt: skip
         proc = spawn(fmt, home / "logs" / "apache-kafka-format.log", home)
         if proc.wait(timeout=max(deadline - time.monotonic(), 1)) != 0:
             raise StackError(f"formatting Kafka's log directory failed; see {home / 'logs'}")

@@ -78,7 +78,10 @@ def start_kafka(home: Path, port: int, deadline: float) -> Service:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
-        "log.retention.check.interval.ms": "5000",
+        # Keep every record: tests and backfills write records stamped months ago, which a time-based
+        # retention (7 days by record timestamp) would delete at once. Gaps are made on purpose
+        # (AdminClient.delete_records), never by the clock.
+        "log.retention.ms": "-1",
     }
     if (data / "logs" / "meta.properties").exists():  # a restart: keep the cluster, its controller port
         old = dict(line.split("=", 1) for line in config.read_text().splitlines() if "=" in line)

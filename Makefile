@@ -1,7 +1,10 @@
 # Lakeport — every target a new user needs on a fresh machine.
 PYTHON ?= python3
 # make bench KAFKA=tansu,apache: the ingest bench on both brokers, in one run
+# make demo KAFKA=apache DEBEZIUM=1: the demo on Apache Kafka with the real Debezium connector
 KAFKA  ?= tansu
+DEMO_FLAGS = $(if $(filter apache,$(KAFKA)),--kafka apache) $(if $(DEBEZIUM),--debezium)
+DEMO_DEPS = $(if $(filter apache,$(KAFKA)),jvm-deps)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -37,11 +40,11 @@ test: install e2e-deps jvm-deps lint  ## the whole suite: unit tests and integra
 test-fast: install  ## only the tests that need no local stack
 	$(BIN)/pytest -m "not stack"
 
-demo: install  ## start the stack, produce e-commerce traffic, ingest it, show the lake, stop
-	$(BIN)/lakeport demo run
+demo: install $(DEMO_DEPS)  ## start the stack, produce e-commerce traffic, ingest it, show the lake, stop (KAFKA=apache DEBEZIUM=1: the real thing)
+	$(BIN)/lakeport demo run $(DEMO_FLAGS)
 
-demo-keep: install  ## the demo, leaving the stack up for `lakeport sql` (stop: make dev-down)
-	$(BIN)/lakeport demo run --keep
+demo-keep: install $(DEMO_DEPS)  ## the demo, leaving the stack up for `lakeport sql` (stop: make dev-down)
+	$(BIN)/lakeport demo run --keep $(DEMO_FLAGS)
 
 notebooks: install  ## run the demo (stack left up), execute notebooks/ into .lakeport/notebooks, stop the stack
 	$(BIN)/lakeport demo run --keep

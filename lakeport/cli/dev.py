@@ -106,14 +106,27 @@ def demo_run(
     home: HomeOpt = Path(".lakeport"),
     transactions: Annotated[int, typer.Option(help="database transactions the workload runs")] = 1500,
     keep: Annotated[bool, typer.Option("--keep", help="leave the stack running")] = False,
+    kafka: Annotated[
+        str, typer.Option("--kafka", help="tansu (fast, no JVM) or apache (Apache Kafka 4: make jvm-deps)")
+    ] = "tansu",
+    debezium: Annotated[
+        bool, typer.Option("--debezium", help="the real Debezium connector in Kafka Connect captures (--kafka apache)")
+    ] = False,
 ) -> None:
     """Start the stack, run e-commerce transactions in PostgreSQL, capture, ingest, build silver,
     reconcile, show what landed, stop the stack."""
     from lakeport.dev import demo as runner
 
+    if kafka not in ("tansu", "apache"):
+        err.print(f"--kafka must be tansu or apache, not {kafka!r}")
+        raise typer.Exit(2)
+    if debezium and kafka != "apache":
+        err.print("--debezium needs --kafka apache: Kafka Connect runs beside Apache Kafka")
+        raise typer.Exit(2)
     logging.configure(level="WARNING")
     settings = settings_from(config or Path("lakeport.yaml"))
-    equal = runner.run(settings, home=home, transactions=transactions, keep=keep, console=out)
+    equal = runner.run(settings, home=home, transactions=transactions, keep=keep, console=out,
+                       kafka=kafka, debezium=debezium)  # type: ignore[arg-type]  # fmt: skip
     raise typer.Exit(0 if equal else 1)
 
 

@@ -2,7 +2,8 @@
 
 PostgreSQL (e-commerce transactions, outbox events) → ``lakeport capture`` (pgoutput → Debezium
 envelopes) → Kafka → ``lakeport ingest`` (bronze) → ``lakeport silver`` (current state, history)
-→ ``lakeport reconcile`` (the lake equals the database).
+→ ``lakeport reconcile`` (the lake equals the database). ``make demo KAFKA=apache DEBEZIUM=1``:
+Apache Kafka, and the real Debezium connector in Kafka Connect instead of ``lakeport capture``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
 
-from lakeport.capture.publisher import Publisher
 from lakeport.dev import stack
+from lakeport.dev.feeds import CaptureFeed, DebeziumFeed
 from lakeport.dev.oltp import apply_schema, run_workload
+from lakeport.dev.processes import StackError
 from lakeport.ingestion.worker import Worker
 from lakeport.lake import Lake
 from lakeport.lake.gold import models, refresh_gold
@@ -27,29 +30,38 @@ from lakeport.quality.run import check
 from lakeport.settings import Settings
 
 
-def run(settings: Settings, *, home: Path, transactions: int, keep: bool, console: Console) -> bool:
-    """Run the demo; True when the lake reconciles with the source database."""
+def run(settings: Settings, *, home: Path, transactions: int, keep: bool, console: Console,
+        kafka: Literal["tansu", "apache"] = "tansu", debezium: bool = False) -> bool:  # fmt: skip
+    """Run the demo; True when the lake reconciles with the source database. ``debezium``: the real
+    connector in Kafka Connect replaces ``lakeport capture`` (needs ``kafka="apache"``)."""
+    if debezium and kafka != "apache":
+        raise StackError("the Debezium demo runs on Apache Kafka: add KAFKA=apache (or --kafka apache)")
     started = stack.load_state(home.resolve()) is None
     kafka_port, s3_port = stack.ports_for(settings)
-    console.rule("[bold]1. local stack")
-    state = stack.up(
-        home, kafka_port=kafka_port, s3_port=s3_port, postgres_port=stack.postgres_port_for(settings), fresh=started
-    )
+    console.rule(f"[bold]1. local stack ({'Apache Kafka' if kafka == 'apache' else 'Tansu'})")
+    state = stack.up(home, kafka_port=kafka_port, s3_port=s3_port, postgres_port=stack.postgres_port_for(settings),
+                     fresh=started, kafka=kafka)  # fmt: skip
     console.print(f"broker {state.kafka_bootstrap}, S3 {state.s3_endpoint}, PostgreSQL 127.0.0.1:{state.postgres_port}")
+    feed: CaptureFeed | DebeziumFeed | None = None
     try:
-        source = settings.source(None).model_copy(update={"state_dir": str(home / "capture")})
-        conn = source.postgres.to_libpq()
-        console.rule("[bold]2-5. transactions in PostgreSQL → capture → ingest (bronze) → silver, in two rounds")
+        conn = settings.source(None).postgres.to_libpq()
         apply_schema(conn)
-        publisher = Publisher(source, settings.kafka)
-        publisher.prepare()  # the slot (and snapshot) first: every later change and outbox event is streamed
+        if debezium:
+            t0 = time.monotonic()
+            feed = DebeziumFeed(settings, home=home, bootstrap=state.kafka_bootstrap)
+            feed.start()
+            console.print(f"Kafka Connect with Debezium's connectors running after {time.monotonic() - t0:.1f}s")
+        else:
+            feed = CaptureFeed(settings, home=home)
+            feed.start()  # the slot (and snapshot) first: every later change and outbox event is streamed
+        console.rule(f"[bold]2-5. transactions in PostgreSQL → {feed.name} → ingest (bronze) → silver, in two rounds")
         kinds: Counter[str] = Counter()
         tot: Counter[str] = Counter()  # totals over the rounds
         topics: set[str] = set()
         # Two rounds, so every table has an older Delta version to travel back to.
         for round_no, (n, seed) in enumerate([(transactions // 2, 7), (transactions - transactions // 2, 8)], 1):
             stats = run_workload(conn, transactions=n, seed=seed)
-            captured = publisher.stream(once=True)  # lakeport capture --once (its counts add up over calls)
+            published = feed.publish(f"round-{round_no}")
             t0 = time.monotonic()
             landed = Worker(settings, once=True).run()  # lakeport ingest --once
             ingest_ms = int((time.monotonic() - t0) * 1000)
@@ -57,21 +69,20 @@ def run(settings: Settings, *, home: Path, transactions: int, keep: bool, consol
             applied = sum(r["changes"] for r in results if r["kind"] == "current")
             console.print(
                 f"round {round_no}: {stats.transactions:,} transactions → "
-                f"{captured.changes + captured.outbox_events - tot['changes'] - tot['events']:,} Kafka events → "
-                f"{landed.rows:,} bronze rows → "
-                f"{applied:,} silver changes"
+                f"{published.snapshot + published.changes + published.events:,} Kafka events → "
+                f"{landed.rows:,} bronze rows → {applied:,} silver changes"
             )
             kinds.update(stats.by_kind)
-            topics |= set(captured.topics)
+            topics |= published.topics
             tot.update(done=stats.transactions, ms=int(stats.seconds * 1000), rows=landed.rows, applied=applied)
-            tot.update(snapshot=captured.snapshot_rows - tot["snapshot"], changes=captured.changes - tot["changes"])
-            tot.update(events=captured.outbox_events - tot["events"])
+            tot.update(snapshot=published.snapshot, changes=published.changes, events=published.events)
             tot.update(commits=landed.commits, letters=landed.dead_letters, ingest_ms=ingest_ms)
         kind_text = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
         console.print(f"ran {tot['done']:,} transactions in {tot['ms'] / 1000:.1f}s ({kind_text})")
         console.print(
-            f"published {tot['snapshot']:,} snapshot rows, {tot['changes']:,} changes and "
+            f"{feed.name} published {tot['snapshot']:,} snapshot rows, {tot['changes']:,} changes and "
             f"{tot['events']:,} domain events to {len(topics)} topics"
+            + (" (Debezium's snapshot rows and tombstones count as changes)" if debezium else "")
         )
         console.print(
             f"landed {tot['rows']:,} rows in {tot['commits']} Delta commits, {tot['letters']} dead letters, "
@@ -102,6 +113,8 @@ def run(settings: Settings, *, home: Path, transactions: int, keep: bool, consol
         _show(settings, console)
         return equal
     finally:
+        if feed is not None:
+            feed.stop()
         if started and not keep:
             stack.down(home)
             console.print("stopped the local stack")

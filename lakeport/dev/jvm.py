@@ -165,10 +165,11 @@ DEBEZIUM_CONFIGS = Path(__file__).resolve().parents[2] / "infra" / "debezium"
 
 
 def debezium_connectors(prefix: str, *, port: int, database: str, user: str, password: str,
-                        tables: list[str] | None = None, schemas: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+                        tables: list[str] | None = None, schemas: bool = True,
+                        events: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """The connectors of ``infra/debezium/`` (change events, and the outbox router's domain events)
     pointed at a local database: only the connection, the names (topics ``<prefix>.<schema>.<table>``
-    and ``<prefix>_events.<aggregate>``, slots, publications) and, on request, the tables and the
+    and ``<events>.<aggregate>``, default ``<prefix>_events``; slots, publications) and, on request, the tables and the
     JSON converter's schemas differ. Without schemas, decimals are sent as strings: precise
     decimals are bytes whose scale only the schema carries."""
     local = {"database.hostname": "127.0.0.1", "database.port": str(port), "database.user": user,
@@ -181,7 +182,7 @@ def debezium_connectors(prefix: str, *, port: int, database: str, user: str, pas
     outbox = json.loads((DEBEZIUM_CONFIGS / "shop-outbox.json").read_text())
     outbox.update(local, name=f"{prefix}-outbox", **{
         "topic.prefix": f"{prefix}-outbox", "slot.name": f"{prefix}_outbox", "publication.name": f"{prefix}_outbox",
-        "transforms.outbox.route.topic.replacement": f"{prefix}_events.${{routedByValue}}",
+        "transforms.outbox.route.topic.replacement": f"{events or prefix + '_events'}.${{routedByValue}}",
     })  # fmt: skip
     if not schemas:
         cdc.update({"value.converter.schemas.enable": "false", "decimal.handling.mode": "string"})

@@ -203,24 +203,25 @@ def change_event(
     return f"{prefix}.{relation.schema}.{relation.name}", key, (value + "}").encode()
 
 
-def outbox_event(row: dict[str, Any], *, events_prefix: str) -> tuple[str, bytes, bytes]:
-    """Route an outbox row as a domain event (like Debezium's outbox event router): topic
-    ``<events_prefix>.<aggregate_type>``, key = aggregate id, value = the event with its payload."""
+def outbox_event(row: dict[str, Any], *, events_prefix: str) -> tuple[str, bytes, bytes, list[tuple[str, str]]]:
+    """Route an outbox row as a domain event exactly as Debezium's outbox event router does with
+    ``infra/debezium/shop-outbox.json``: topic ``<events_prefix>.<aggregate_type>``, key the
+    aggregate id, header ``id`` the event id, and the value ``{"payload": <the expanded JSON
+    payload>, "event_type", "aggregate_type", "aggregate_id", "event_id", "occurred_at"}`` with
+    ``occurred_at`` an ISO-8601 UTC timestamp with microseconds (``2026-01-01T01:10:41.664000Z``)."""
     payload = row.get("payload")
-    body = json.loads(payload) if isinstance(payload, str) else {}
     occurred = row.get("created_at")
-    occurred_ms = (
-        int(dt.datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp() * 1000)
-        if isinstance(occurred, str)
-        else occurred
-    )
+    if isinstance(occurred, str):
+        at = dt.datetime.fromisoformat(occurred.replace("Z", "+00:00")).astimezone(dt.UTC)
+        occurred = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     event = {
-        "event_id": str(row["id"]),
+        "payload": json.loads(payload) if isinstance(payload, str) else payload,
         "event_type": row["type"],
         "aggregate_type": row["aggregate_type"],
         "aggregate_id": str(row["aggregate_id"]),
-        "occurred_at": occurred_ms,
-        **(body if isinstance(body, dict) else {"payload": body}),
+        "event_id": str(row["id"]),
+        "occurred_at": occurred,
     }
     topic = f"{events_prefix}.{row['aggregate_type']}"
-    return topic, str(row["aggregate_id"]).encode(), json.dumps(event, separators=(",", ":")).encode()
+    value = json.dumps(event, separators=(",", ":")).encode()
+    return topic, str(row["aggregate_id"]).encode(), value, [("id", str(row["id"]))]

@@ -249,7 +249,8 @@ class Publisher:
         new = envelopes.convert_row(rel, event.new) if event.new is not None else None
         if f"{rel.schema}.{rel.name}" == self.outbox:
             if event.kind == "I" and new is not None:
-                self._send(*envelopes.outbox_event(new, events_prefix=self.source.events_prefix))
+                routed = envelopes.outbox_event(new, events_prefix=self.source.events_prefix)
+                self._send(routed[0], routed[1], routed[2], headers=list(routed[3]))
                 self.stats.outbox_events += 1
             return 1
         events: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The JVM tier of the local stack: Apache Kafka (KRaft) and Kafka Connect with Debezium's
-# PostgreSQL connector, as jars from Maven Central (versions pinned in infra/jvm/pom.xml), copied
+# PostgreSQL connector, and Apicurio Registry (Confluent-compatible API), from Maven Central (versions pinned in infra/jvm/pom.xml), copied
 # into the venv at $1/share/lakeport-jvm. Installs a JDK and Maven from Debian's packages when
 # missing. Idempotent: a second run with the same pom downloads and copies nothing.
 set -euo pipefail
@@ -29,5 +29,11 @@ rm -rf "$OUT"
 mvn -q -B -Dstyle.color=never -f "$POM" -P kafka dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$OUT/kafka"
 mvn -q -B -Dstyle.color=never -f "$POM" -P debezium dependency:copy-dependencies -DincludeScope=runtime \
     -DoutputDirectory="$PWD/$OUT/plugins/debezium-postgres"
+mvn -q -B -Dstyle.color=never -f "$POM" -P registry dependency:unpack-dependencies \
+    -DoutputDirectory="$PWD/$OUT/registry" -DmarkersDirectory="$PWD/$OUT/.markers"
 echo "$want" > "$STAMP"
-echo "jvm-deps: $(ls "$OUT/kafka" | wc -l) Kafka jars, $(ls "$OUT/plugins/debezium-postgres" | wc -l) Debezium jars in $OUT"
+echo "jvm-deps: $(ls "$OUT/kafka" | wc -l) Kafka jars, $(ls "$OUT/plugins/debezium-postgres" | wc -l) Debezium jars," \
+     "Apicurio Registry in $OUT"
+if ! ls /usr/lib/jvm/*/release >/dev/null 2>&1 || ! grep -qE 'JAVA_VERSION="(2[1-9]|[3-9][0-9])' /usr/lib/jvm/*/release; then
+    echo "jvm-deps: note: Apicurio Registry needs Java 21 or newer, and none is under /usr/lib/jvm" >&2
+fi

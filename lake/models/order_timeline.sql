@@ -6,13 +6,8 @@ WITH events AS (
     SELECT
         CAST(aggregate_id AS BIGINT) AS order_id,
         event_type,
-        status,
-        -- epoch milliseconds (lakeport capture) or an ISO timestamp (Debezium's outbox router)
-        CASE
-            WHEN regexp_full_match(CAST(occurred_at AS VARCHAR), '[0-9]+')
-                THEN make_timestamptz(CAST(CAST(occurred_at AS VARCHAR) AS BIGINT) * 1000)
-            ELSE CAST(CAST(occurred_at AS VARCHAR) AS TIMESTAMPTZ)
-        END AS occurred
+        payload.status AS status,  -- the outbox row's JSON payload, as Debezium's outbox router sends it
+        CAST(occurred_at AS TIMESTAMPTZ) AS occurred  -- ISO-8601 UTC
     FROM silver.domain_events  -- each event once, however often the outbox replayed it
     WHERE aggregate_type IN ('order', 'payment', 'shipment')
 ),

@@ -23,6 +23,9 @@ def dev_up(
     kafka: Annotated[
         str, typer.Option("--kafka", help="tansu (fast, no JVM) or apache (Apache Kafka 4: make jvm-deps)")
     ] = "tansu",
+    registry_port: Annotated[
+        int | None, typer.Option(help="also a Schema Registry here (Apicurio, Confluent-compatible API; Java 21+)")
+    ] = None,
 ) -> None:
     """Start the broker, S3 and PostgreSQL on loopback (the ports the config expects); wait until they answer."""
     from lakeport.dev import stack
@@ -40,6 +43,7 @@ def dev_up(
             postgres_port=postgres_port or stack.postgres_port_for(settings),
             fresh=fresh,
             kafka="apache" if kafka == "apache" else "tansu",  # checked above
+            registry_port=registry_port,
         )
     except stack.StackError as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -47,6 +51,7 @@ def dev_up(
     out.print(
         f"kafka    {state.kafka_bootstrap}\ns3       {state.s3_endpoint} (bucket {state.bucket})\n"
         f"postgres 127.0.0.1:{state.postgres_port} (database {DEV_DATABASE})\nstate    {state.home}"
+        + (f"\nregistry {state.registry_url}" if state.registry_url else "")
     )
 
 
@@ -67,7 +72,7 @@ def dev_status(home: HomeOpt = Path(".lakeport"), as_json: JsonOpt = False) -> N
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         for s in report["services"]:  # type: ignore[attr-defined]
-            out.print(f"{s['name']:6} pid {s['pid']:>7}  127.0.0.1:{s['port']:<6} {'up' if s['running'] else 'DOWN'}")
+            out.print(f"{s['name']:8} pid {s['pid']:>7}  127.0.0.1:{s['port']:<6} {'up' if s['running'] else 'DOWN'}")
         if not report["services"]:
             out.print("not running")
     raise typer.Exit(0 if report["running"] else 1)

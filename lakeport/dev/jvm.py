@@ -35,6 +35,21 @@ def java() -> str:
     return found
 
 
+def java21() -> str:
+    """A Java 21 or newer (Apicurio Registry 3 is built for it): ``java`` on the PATH, else the
+    newest JDK under ``/usr/lib/jvm``."""
+    candidates = [Path(java()).resolve().parents[1]] if shutil.which("java") else []
+    candidates += sorted(Path("/usr/lib/jvm").glob("*"), reverse=True)
+    for home in candidates:
+        release = home / "release"
+        if release.is_file() and (home / "bin" / "java").is_file():
+            version = next((ln.split("=", 1)[1].strip('"') for ln in release.read_text().splitlines()
+                            if ln.startswith("JAVA_VERSION=")), "0")  # fmt: skip
+            if int(version.split(".")[0] or 0) >= 21:
+                return str(home / "bin" / "java")
+    raise StackError("the Schema Registry (Apicurio Registry 3) needs Java 21 or newer; none found")
+
+
 def classpath(part: str = "kafka") -> str:
     folder = JARS / part
     if not folder.is_dir() or not any(folder.glob("*.jar")):
@@ -100,6 +115,32 @@ def start_kafka(home: Path, port: int, deadline: float) -> Service:
         if proc.wait(timeout=max(deadline - time.monotonic(), 1)) != 0:
             raise StackError(f"formatting Kafka's log directory failed; see {home / 'logs'}")
     return _jvm(home, "kafka.Kafka", [str(config)], name="kafka", port=port, deadline=deadline)
+
+
+def start_registry(home: Path, port: int, deadline: float) -> Service:
+    """Apicurio Registry 3 (in-memory storage) on 127.0.0.1:``port``; its Confluent-compatible API
+    (what Confluent's serializers and ``confluent_kafka.schema_registry`` speak) is at
+    ``http://127.0.0.1:<port>/apis/ccompat/v7``. Its management port is a free one."""
+    dist = JARS / "registry"
+    if not (dist / "quarkus-run.jar").is_file():
+        raise StackError(f"no Apicurio Registry in {dist}: run `make jvm-deps`")
+    log = home / "logs" / "registry.log"
+    cmd = [java21(), *HEAP, "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={port}",
+           "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={free_port()}",
+           "-jar", str(dist / "quarkus-run.jar")]  # fmt: skip
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    proc = spawn(cmd, log, home)
+    service = Service("registry", proc.pid, port, cmd[0], str(log))
+    url = f"http://127.0.0.1:{port}/apis/ccompat/v7/subjects"
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return service
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    stop(service)
+    raise StackError(f"the Schema Registry did not answer on {url}; see {log}")
 
 
 def start_connect(home: Path, *, bootstrap: str, connectors: list[dict[str, Any]], deadline: float,

@@ -46,6 +46,7 @@ class StackState:
     secret_key: str
     services: list[Service] = field(default_factory=list)
     postgres_port: int = 0  # 0: started without PostgreSQL
+    registry_url: str = ""  # the Schema Registry's Confluent-compatible API; "": not started
 
     @property
     def postgres_dsn(self) -> str:
@@ -112,13 +113,15 @@ def up(
     timeout: float = 60.0,
     fresh: bool = False,
     kafka: Literal["tansu", "apache"] = "tansu",
+    registry_port: int | None = None,
 ) -> StackState:
     """Start the stack (or return the running one) and wait until every service answers.
 
     ``kafka`` picks the broker: Tansu (the fast default, no JVM) or Apache Kafka 4 in KRaft mode
     (the compatibility tier, from ``make jvm-deps``). Tansu keeps its data in memory, so after a
     restart the lake's offsets and the source's replication position refer to messages that are
-    gone; ``fresh`` starts S3, PostgreSQL (and Apache Kafka's log) empty as well (the demo does)."""
+    gone; ``fresh`` starts S3, PostgreSQL (and Apache Kafka's log) empty as well (the demo does).
+    ``registry_port``: also a Schema Registry there (Apicurio Registry 3, Confluent-compatible API)."""
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     existing = load_state(home)
@@ -160,6 +163,11 @@ def up(
 
             state = replace(state, services=[*state.services, pg.start(home, pg_port, deadline)], postgres_port=pg_port)
             _save_state(state)
+        if registry_port:
+            registry = jvm.start_registry(home, registry_port, deadline + 60)
+            url = f"http://127.0.0.1:{registry_port}/apis/ccompat/v7"
+            state = replace(state, services=[*state.services, registry], registry_url=url)
+            _save_state(state)
         tansu.wait_ready(state.kafka_bootstrap, deadline)
         seaweed.create_bucket(state.s3_endpoint, state.access_key, state.secret_key, state.bucket, deadline)
     except BaseException:
@@ -196,6 +204,7 @@ def status(home: Path) -> dict[str, object]:
         "s3_endpoint": state.s3_endpoint,
         "bucket": state.bucket,
         "postgres": f"127.0.0.1:{state.postgres_port}" if state.postgres_port else None,
+        "schema_registry": state.registry_url or None,
         "services": services,
     }
 

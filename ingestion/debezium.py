@@ -79,6 +79,28 @@ def unwrap(value: bytes) -> tuple[bytes, bytes]:
     return bytes(wrapper.schema), bytes(wrapper.payload)
 
 
+_CONTROL = {  # Debezium's records that are not change events, by their Connect schema name or shape
+    b"io.debezium.connector.common.TransactionMetadataValue": "a transaction-metadata record (BEGIN/END)",
+    b"io.debezium.connector.common.Heartbeat": "a heartbeat",
+}
+
+
+def control_record(value: bytes) -> str | None:
+    """Why ``value`` is a Debezium control record and not a change event, or None: transaction
+    metadata (``<prefix>.transaction``) and heartbeats (``__debezium-heartbeat.<prefix>``) belong on
+    their own topics, which a change-event table must not subscribe to."""
+    head = value[:4096]
+    kind = next((what for name, what in _CONTROL.items() if name in head), None)
+    begin_or_end = b'"status":"BEGIN"' in head or b'"status":"END"' in head
+    if kind is None and b'"op"' not in head and begin_or_end:
+        kind = _CONTROL[b"io.debezium.connector.common.TransactionMetadataValue"]
+    if kind is None and b'"op"' not in head and head.strip().startswith(b'{"ts_ms"') and head.count(b":") == 1:
+        kind = _CONTROL[b"io.debezium.connector.common.Heartbeat"]
+    if kind is None:
+        return None
+    return f"not a change event: Debezium's {kind}; subscribe the table to change-event topics only"
+
+
 def envelope_parse_schema(row: pa.StructType | None) -> pa.Schema:
     fields = [pa.field("op", pa.string()), pa.field("source", _SOURCE_PARSE)]
     if row is not None and row.num_fields:

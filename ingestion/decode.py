@@ -124,7 +124,7 @@ def _bisect(
         return [_Chunk(rows, index, row_type)], _merge_hint(hint, row_type)
     except Exception as exc:  # any failure of this slice: find the messages that cause it
         if len(values) == 1:
-            bad[index[0]] = f"{type(exc).__name__}: {exc}"
+            bad[index[0]] = debezium.control_record(values[0]) or f"{type(exc).__name__}: {exc}"
             return [], hint
     mid = len(values) // 2
     left, hint = _bisect(values[:mid], index[:mid], parse, hint, bad)
@@ -208,7 +208,8 @@ def _parse_group(
         try:
             hint, conversions = debezium.connect_row(schema_json)
         except Exception as exc:
-            bad.update({i: f"unusable Connect schema: {exc}" for i in index})
+            reason = debezium.control_record(schema_json or b"")  # BEGIN/END, heartbeats: named, not "unusable"
+            bad.update({i: reason or f"unusable Connect schema: {exc}" for i in index})
             return []
 
     def parse(vals: list[bytes], h: pa.StructType | None, data: bytes | None) -> tuple[pa.Table, pa.StructType]:

@@ -5,6 +5,7 @@ the edge cases of tests/test_real_debezium_on_apache_kafka.py plus a little of t
 through the connectors of infra/debezium/, with the JSON converter with and without schemas, and
 writes every record (key and value as text) to tests/fixtures/debezium/<variant>.jsonl, with the
 connector's version in each file's first line. Run: .venv/bin/python scripts/record_debezium_fixtures.py
+[variant ...] (default: every variant)
 """
 
 from __future__ import annotations
@@ -50,7 +51,17 @@ def source_state(dsn: str) -> dict[str, object]:
     return state
 
 
-def record(variant: str, schemas: bool, home: Path, pg_port: int, kafka: str) -> None:
+VARIANTS = {  # variant -> (the JSON converter's schemas, extra connector settings)
+    "json-with-schemas": (True, {}),
+    "json-without-schemas": (False, {}),
+    # transaction metadata: a "transaction" block in each change event, and BEGIN/END records on
+    # <prefix>.transaction; the heartbeat topic (every 10 s, as infra/debezium/shop-cdc.json) too
+    "json-with-transaction-metadata": (True, {"provide.transaction.metadata": "true", "heartbeat.interval.ms": "2000"}),
+}
+
+
+def record(variant: str, home: Path, pg_port: int, kafka: str) -> None:
+    schemas, extra = VARIANTS[variant]
     db = f"fx_{variant.replace('-', '_')}"
     postgres.create_database(pg_port, db)
     dsn = postgres.dsn(pg_port, database=db)
@@ -63,6 +74,7 @@ def record(variant: str, schemas: bool, home: Path, pg_port: int, kafka: str) ->
     prefix = f"fx{variant.replace('-', '')}"
     connectors = jvm.debezium_connectors(prefix, port=pg_port, database=db, user=postgres.DEV_USER,
                                          password=postgres.DEV_PASSWORD, tables=TABLES, schemas=schemas)  # fmt: skip
+    connectors[0].update(extra)
     service = jvm.start_connect(home / variant, bootstrap=kafka, connectors=connectors,
                                 deadline=time.monotonic() + 120)  # fmt: skip
     try:
@@ -73,7 +85,8 @@ def record(variant: str, schemas: bool, home: Path, pg_port: int, kafka: str) ->
     finally:
         stop(service)
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": prefix, "auto.offset.reset": "earliest"})
-    topics = sorted(t for t in consumer.list_topics(timeout=5).topics if t.startswith(prefix))
+    topics = sorted(t for t in consumer.list_topics(timeout=5).topics
+                    if t.startswith(prefix) or t == f"__debezium-heartbeat.{prefix}")  # fmt: skip
     consumer.subscribe(topics)
     records, quiet = [], time.monotonic() + 10
     while time.monotonic() < quiet:
@@ -88,7 +101,7 @@ def record(variant: str, schemas: bool, home: Path, pg_port: int, kafka: str) ->
                         "value": value.decode() if value is not None else None, "headers": headers})  # fmt: skip
     consumer.close()
     header = {"debezium": "3.6.1.Final", "kafka": "4.3.1", "connectors": "infra/debezium/*.json",
-              "value.converter.schemas.enable": schemas, "records": len(records),
+              "value.converter.schemas.enable": schemas, "records": len(records), "extra": extra,
               "source": source_state(dsn)}  # fmt: skip
     out = ROOT / "tests" / "fixtures" / "debezium" / f"{variant}.jsonl"
     out.write_text("\n".join(json.dumps(r) for r in [header, *records]) + "\n")
@@ -103,8 +116,8 @@ def main() -> None:
         pg_port, kafka_port = free_port(), free_port()
         services.append(postgres.start(home, pg_port, deadline))
         services.append(jvm.start_kafka(home, kafka_port, deadline))
-        for variant, schemas in (("json-with-schemas", True), ("json-without-schemas", False)):
-            record(variant, schemas, home, pg_port, f"127.0.0.1:{kafka_port}")
+        for variant in sys.argv[1:] or VARIANTS:
+            record(variant, home, pg_port, f"127.0.0.1:{kafka_port}")
     finally:
         for service in reversed(services):
             stop(service)

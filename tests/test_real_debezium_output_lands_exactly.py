@@ -51,6 +51,8 @@ def _replay(variant: str, lake: Path) -> tuple[dict[str, Any], Settings]:
     for record in records:
         runs.setdefault((record["topic"], record["partition"]), []).append(record)
     for (topic, partition), run in sorted(runs.items()):
+        if settings.route(topic) is None:
+            continue  # a topic no table subscribes to (transaction metadata, heartbeats): never read
         for start in range(0, len(run), 7):  # several batches per partition, as the worker lands them
             part = run[start : start + 7]
             raw = RawBatch(
@@ -102,3 +104,46 @@ def test_the_outbox_routers_events_land_once_each(tmp_path: Path) -> None:
     ids = [e["event_id"] for e in events]
     assert ids and len(ids) == len(set(ids))
     assert {e["event_type"] for e in events} >= {"OrderPlaced"}
+
+
+def test_transaction_metadata_and_heartbeats_change_nothing(tmp_path: Path) -> None:
+    """With ``provide.transaction.metadata`` each change event carries a ``transaction`` block, and
+    BEGIN/END records and heartbeats go to topics of their own: silver still equals the source."""
+    header, settings = _replay("json-with-transaction-metadata", tmp_path / "lake")
+    assert header["extra"]["provide.transaction.metadata"] == "true"
+    for name, state in header["source"].items():
+        lake = read_table(settings.lake.table_uri("silver", name)).to_pylist()
+        assert sorted([canonical(row.get(c), t) for c, t in state["columns"]] for row in lake) == state["rows"], name
+
+
+def test_a_table_subscribed_to_debeziums_control_topics_dead_letters_them_with_the_reason(tmp_path: Path) -> None:
+    records = [
+        json.loads(line) for line in (FIXTURES / "json-with-transaction-metadata.jsonl").read_text().splitlines()
+    ]
+    control = [r for r in records[1:] if r["topic"] in ("shop.transaction", "__debezium-heartbeat.shop")]
+    assert {r["topic"] for r in control} == {"shop.transaction", "__debezium-heartbeat.shop"}
+    n, topic = len(control), "shop.transaction"
+    raw = RawBatch(topic=topic, partition=0, offsets=list(range(n)), timestamps_ms=[0] * n,
+                   keys=[r["key"].encode() for r in control], values=[r["value"].encode() for r in control],
+                   client_messages=[_Recorded([]) for _ in control])  # fmt: skip
+    batch = Batch(table="everything", format="debezium-json", parts=(raw,), ranges={(topic, 0): (0, n - 1)},
+                  raw_bytes=0)  # fmt: skip
+    decoded = decode(batch, options=DecodeOptions("debezium-json", None, 10**7, "record"))
+    assert decoded.rows.num_rows == 0
+    reasons = [d.error for d in decoded.dead_letters]
+    assert len(reasons) == len(control)
+    assert {r.split(";")[0] for r in reasons} == {
+        "not a change event: Debezium's a transaction-metadata record (BEGIN/END)",
+        "not a change event: Debezium's a heartbeat",
+    }
+
+
+def test_control_records_without_schemas_are_named_too() -> None:
+    from lakeport.ingestion.debezium import control_record
+
+    begin = b'{"status":"BEGIN","id":"795:31148656","event_count":null,"data_collections":null,"ts_ms":1}'
+    end = b'{"status":"END","id":"795:31148656","event_count":2,"data_collections":[],"ts_ms":1}'
+    assert all("transaction-metadata" in (control_record(v) or "") for v in (begin, end))
+    assert "heartbeat" in (control_record(b'{"ts_ms":1796196570271}') or "")
+    change = b'{"before":null,"after":{"status":"END"},"op":"c","source":{},"ts_ms":1}'
+    assert control_record(change) is None

@@ -20,6 +20,7 @@ from typing import Any
 from lakeport.capture.pgoutput import UNCHANGED, Column, Relation, Value, lsn_text
 
 UNAVAILABLE = "__debezium_unavailable_value"
+UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode()  # bytea, precise decimals: the bytes, in JSON
 CONNECTOR_VERSION = "lakeport-capture-1"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
@@ -107,9 +108,9 @@ def convert_row(relation: Relation, values: tuple[Value, ...]) -> dict[str, Any]
     for column, value in zip(relation.columns, values, strict=True):
         if value is None:
             row[column.name] = None
-        elif value is UNCHANGED:
+        elif value is UNCHANGED:  # Debezium's placeholder: the text, or its bytes (base64) in a bytes column
             schema, _ = column_type(column.type_oid, column.typmod)
-            row[column.name] = UNAVAILABLE if schema["type"] == "string" else None
+            row[column.name] = UNAVAILABLE_BYTES if schema["type"] == "bytes" else UNAVAILABLE
         else:
             row[column.name] = column_type(column.type_oid, column.typmod)[1](str(value))
     return row

@@ -29,6 +29,8 @@ rm -rf "$OUT"
 mvn -q -B -Dstyle.color=never -f "$POM" -P kafka dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$OUT/kafka"
 mvn -q -B -Dstyle.color=never -f "$POM" -P debezium dependency:copy-dependencies -DincludeScope=runtime \
     -DoutputDirectory="$PWD/$OUT/plugins/debezium-postgres"
+mvn -q -B -Dstyle.color=never -f "$POM" -P avro-converter dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$PWD/$OUT/plugins/apicurio-avro-converter"
 mvn -q -B -Dstyle.color=never -f "$POM" -P registry dependency:unpack-dependencies \
     -DoutputDirectory="$PWD/$OUT/registry" -DmarkersDirectory="$PWD/$OUT/.markers"
 echo "$want" > "$STAMP"

@@ -10,12 +10,14 @@ connector's version in each file's first line. Run: .venv/bin/python scripts/rec
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from confluent_kafka import Consumer
@@ -57,11 +59,15 @@ VARIANTS = {  # variant -> (the JSON converter's schemas, extra connector settin
     # transaction metadata: a "transaction" block in each change event, and BEGIN/END records on
     # <prefix>.transaction; the heartbeat topic (every 10 s, as infra/debezium/shop-cdc.json) too
     "json-with-transaction-metadata": (True, {"provide.transaction.metadata": "true", "heartbeat.interval.ms": "2000"}),
+    # Avro in Confluent's wire format through Apicurio's converter and the stack's registry (values
+    # and keys stored base64; the schemas by id in the header)
+    "avro": (True, {"avro": "true"}),
 }
 
 
-def record(variant: str, home: Path, pg_port: int, kafka: str) -> None:
+def record(variant: str, home: Path, pg_port: int, kafka: str, registry: int) -> None:
     schemas, extra = VARIANTS[variant]
+    avro = extra.get("avro") == "true"
     db = f"fx_{variant.replace('-', '_')}"
     postgres.create_database(pg_port, db)
     dsn = postgres.dsn(pg_port, database=db)
@@ -74,7 +80,7 @@ def record(variant: str, home: Path, pg_port: int, kafka: str) -> None:
     prefix = f"fx{variant.replace('-', '')}"
     connectors = jvm.debezium_connectors(prefix, port=pg_port, database=db, user=postgres.DEV_USER,
                                          password=postgres.DEV_PASSWORD, tables=TABLES, schemas=schemas)  # fmt: skip
-    connectors[0].update(extra)
+    connectors[0].update(jvm.avro_converters(registry) if avro else extra)
     service = jvm.start_connect(home / variant, bootstrap=kafka, connectors=connectors,
                                 deadline=time.monotonic() + 120)  # fmt: skip
     try:
@@ -96,16 +102,28 @@ def record(variant: str, home: Path, pg_port: int, kafka: str) -> None:
         quiet = time.monotonic() + 3
         key, value = msg.key(), msg.value()
         headers = [[k, v.decode()] for k, v in msg.headers() or [] if not k.startswith("__debezium.context.")]
+        text = (lambda b: base64.b64encode(b).decode()) if avro and not msg.topic().startswith(f"{prefix}_events") \
+            else (lambda b: b.decode())  # fmt: skip
         records.append({"topic": msg.topic().replace(prefix, "shop", 1), "partition": msg.partition(),
-                        "offset": msg.offset(), "key": key.decode() if key else None,
-                        "value": value.decode() if value is not None else None, "headers": headers})  # fmt: skip
+                        "offset": msg.offset(), "key": text(key) if key else None,
+                        "value": text(value) if value is not None else None, "headers": headers})  # fmt: skip
     consumer.close()
     header = {"debezium": "3.6.1.Final", "kafka": "4.3.1", "connectors": "infra/debezium/*.json",
               "value.converter.schemas.enable": schemas, "records": len(records), "extra": extra,
               "source": source_state(dsn)}  # fmt: skip
+    if avro:  # every schema the records name, so that tests need no registry
+        ids = {int.from_bytes(base64.b64decode(r[f])[1:5], "big") for r in records for f in ("key", "value")
+               if r[f] and not r["topic"].startswith("shop_events")}  # fmt: skip
+        header["avro_schemas"] = {str(i): registry_schema(registry, i) for i in sorted(ids)}
+        header["encoding"] = "key and value: base64 of Confluent's wire format (0, 4-byte schema id, Avro)"
     out = ROOT / "tests" / "fixtures" / "debezium" / f"{variant}.jsonl"
     out.write_text("\n".join(json.dumps(r) for r in [header, *records]) + "\n")
     print(f"{out}: {len(records)} records from {len(topics)} topics")
+
+
+def registry_schema(port: int, schema_id: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/apis/ccompat/v7/schemas/ids/{schema_id}") as response:
+        return str(json.loads(response.read())["schema"])
 
 
 def main() -> None:
@@ -116,8 +134,10 @@ def main() -> None:
         pg_port, kafka_port = free_port(), free_port()
         services.append(postgres.start(home, pg_port, deadline))
         services.append(jvm.start_kafka(home, kafka_port, deadline))
+        registry = free_port()
+        services.append(jvm.start_registry(home, registry, deadline))
         for variant in sys.argv[1:] or VARIANTS:
-            record(variant, home, pg_port, f"127.0.0.1:{kafka_port}")
+            record(variant, home, pg_port, f"127.0.0.1:{kafka_port}", registry)
     finally:
         for service in reversed(services):
             stop(service)

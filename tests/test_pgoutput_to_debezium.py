@@ -144,3 +144,28 @@ def test_outbox_events_are_byte_for_byte_what_debezium_sent() -> None:
         topic, key, value, headers = envelopes.outbox_event(row, events_prefix="shop_events")
         assert (topic, key.decode(), value.decode(), [list(h) for h in headers]) == (
             r["topic"], r["key"], r["value"], r["headers"])  # fmt: skip
+
+
+def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> None:
+    """An unchanged TOASTed value is never null: text and json get the placeholder text; bytea and a
+    precise numeric get its bytes (base64 in JSON), as Debezium sends them; the decoder marks the
+    decimal in ``_toast_unavailable`` (it cannot hold the text)."""
+    rel = pgoutput.Relation(oid=1, schema="public", name="docs", replica_identity="d", columns=(
+        pgoutput.Column(name="id", type_oid=20, typmod=-1, is_key=True),
+        pgoutput.Column(name="note", type_oid=25, typmod=-1, is_key=False),
+        pgoutput.Column(name="meta", type_oid=3802, typmod=-1, is_key=False),
+        pgoutput.Column(name="body", type_oid=17, typmod=-1, is_key=False),
+        pgoutput.Column(name="amount", type_oid=1700, typmod=NUMERIC_12_2, is_key=False),
+    ))  # fmt: skip
+    u = pgoutput.UNCHANGED
+    row = envelopes.convert_row(rel, ("7", u, u, u, u))
+    assert row == {"id": 7, "note": envelopes.UNAVAILABLE, "meta": envelopes.UNAVAILABLE,
+                   "body": envelopes.UNAVAILABLE_BYTES, "amount": envelopes.UNAVAILABLE_BYTES}  # fmt: skip
+    pos = Position(lsn=5000, tx_id=777, ts_ms=1_767_225_600_000, last_commit_lsn=4000)
+    _, _, value = envelopes.change_event("shop", "shopdb", rel, "u", None, row, position=pos, now_ms=1)
+    result = decode(batch_of([value], topic="shop.public.docs"), options=DecodeOptions("debezium-json"))
+    assert result.dead_letters == ()
+    (landed,) = result.rows.to_pylist()
+    assert landed["note"] == landed["meta"] == envelopes.UNAVAILABLE  # as Debezium sends them; silver keeps
+    assert landed["body"] == envelopes.UNAVAILABLE_BYTES  # the previous value for each
+    assert landed["amount"] is None and landed["_toast_unavailable"] == ["amount"]

@@ -76,6 +76,17 @@ def _silver(lake: str, table: str, state: StackState) -> list[dict[str, Any]]:
     return sorted(({k: v for k, v in r.items() if not k.startswith("_")} for r in rows), key=repr)
 
 
+def _differences(capture: list[dict[str, Any]], debezium: list[dict[str, Any]]) -> list[str]:
+    """Readable differences: rows only on one side, and per differing row its differing columns."""
+    out = [f"{len(capture)} rows by capture, {len(debezium)} by Debezium"]
+    for a, b in zip(capture, debezium, strict=False):
+        if a != b:
+            cols = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            out.append(f"row {a.get('id')}: " + ", ".join(f"{c}: {str(a.get(c))[:40]!r} vs {str(b.get(c))[:40]!r}"
+                                                         for c in cols))  # fmt: skip
+    return out[:6]
+
+
 def _edge_cases(dsn: str, rnd: random.Random) -> None:
     """Unchanged TOASTed values, a primary-key change, a truncate and a full replica identity."""
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
@@ -236,6 +247,8 @@ def test_debezium_on_apache_kafka_lands_the_source_exactly(
                                  _silver(capture_lake, table, apache_stack)), key=repr)  # fmt: skip
         else:
             by_debezium, by_capture = _silver(s3_lake, table, apache_stack), _silver(capture_lake, table, apache_stack)
-        assert by_capture == by_debezium, f"{table}: capture and Debezium differ"
+        assert by_capture == by_debezium, (
+            f"{table}: capture and Debezium differ: {_differences(by_capture, by_debezium)}"
+        )
     captured = read_table(f"{capture_lake}/silver/domain_events", apache_stack)["event_id"].to_pylist()
     assert set(captured) >= routed and len(captured) == len(set(captured))  # capture also routes earlier events

@@ -143,6 +143,26 @@ def start_registry(home: Path, port: int, deadline: float) -> Service:
     raise StackError(f"the Schema Registry did not answer on {url}; see {log}")
 
 
+def avro_converters(registry_port: int) -> dict[str, str]:
+    """Connector settings for Avro in Confluent's wire format (magic byte 0, the registry's 4-byte
+    schema id) through Apicurio's converter (``make jvm-deps`` puts it in the plugin path), with
+    schemas registered in the stack's registry."""
+    settings: dict[str, str] = {}
+    for side in ("key", "value"):
+        p = f"{side}.converter"
+        settings.update({
+            p: "io.apicurio.registry.utils.converter.AvroConverter",
+            f"{p}.apicurio.registry.url": f"http://127.0.0.1:{registry_port}/apis/registry/v2",
+            f"{p}.apicurio.registry.auto-register": "true",
+            f"{p}.apicurio.registry.find-latest": "true",
+            f"{p}.apicurio.registry.headers.enabled": "false",  # the id in the value, not in a header
+            f"{p}.apicurio.registry.as-confluent": "true",
+            f"{p}.apicurio.registry.use-id": "contentId",  # the id the ccompat API serves
+            f"{p}.apicurio.registry.id-handler": "io.apicurio.registry.serde.Legacy4ByteIdHandler",
+        })  # fmt: skip
+    return settings
+
+
 def start_connect(home: Path, *, bootstrap: str, connectors: list[dict[str, Any]], deadline: float,
                   port: int | None = None) -> Service:  # fmt: skip
     """Kafka Connect (standalone) running ``connectors``, with its offsets in a file under ``home``

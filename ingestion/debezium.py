@@ -1,17 +1,14 @@
-"""Debezium envelopes: the ``schemas.enable`` wrapper, flattening, and Connect logical types.
+"""Debezium envelopes: the ``schemas.enable`` wrapper, flattening, control records, old keys.
 
 A change event ``{"before":…, "after":…, "op":…, "source":{…}, "ts_ms":…}`` (optionally wrapped
 as ``{"schema":…, "payload":…}``) becomes one row: the row image (``after``, or ``before`` for
-deletes) as columns, plus ``_op`` and the source position fields.
+deletes) as columns, plus ``_op`` and the source position fields. Connect's types and logical
+types: :mod:`lakeport.ingestion.connect_types`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Sequence
-from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -19,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakeport.ingestion.records import CDC_COLUMNS, TOAST_MARKS
+from lakeport.ingestion.connect_types import UNAVAILABLE_B64
+from lakeport.ingestion.records import CDC_COLUMNS
 
 SOURCE_COLUMNS = {
     "_source_ts_ms": ("ts_ms", pa.int64()),
@@ -163,117 +161,8 @@ def flatten(envelopes: pa.Table) -> tuple[pa.Table, pa.StructType]:
     return table, pa.struct([pa.field(k, v) for k, v in row_fields.items()])
 
 
-# -- Kafka Connect schemas and logical types ---------------------------------------------------
-Conversion = Callable[[pa.ChunkedArray], pa.ChunkedArray]
-_CONNECT_TYPES = {
-    "int8": pa.int64(),
-    "int16": pa.int64(),
-    "int32": pa.int64(),
-    "int64": pa.int64(),
-    "float32": pa.float64(),
-    "float64": pa.float64(),
-    "float": pa.float64(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
-    "string": pa.string(),
-    "bytes": pa.string(),
-}
-
-
-def _decimal(scale: int, precision: int) -> Conversion:
-    def convert(col: pa.ChunkedArray) -> pa.ChunkedArray:
-        out = [
-            None if v is None else Decimal(int.from_bytes(base64.b64decode(v), "big", signed=True)).scaleb(-scale)
-            for v in col.to_pylist()
-        ]
-        return pa.chunked_array([pa.array(out, pa.decimal128(precision, scale))])
-
-    return convert
-
-
-def _epoch(unit: str) -> Conversion:
-    return lambda col: col.cast(pa.timestamp(unit, tz="UTC")).cast(pa.timestamp("us", tz="UTC"), safe=False)
-
-
-def _days(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return col.cast(pa.int32()).cast(pa.date32())
-
-
-def _zoned(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return col.cast(pa.timestamp("us", tz="UTC"))
-
-
-def _logical(spec: dict) -> Conversion | None:
-    name = spec.get("name") or ""
-    params = spec.get("parameters") or {}
-    if name == "org.apache.kafka.connect.data.Decimal":
-        precision = int(params.get("connect.decimal.precision", 38))
-        return _decimal(int(params.get("scale", 0)), min(max(precision, 1), 38))
-    if name in ("io.debezium.time.Date", "org.apache.kafka.connect.data.Date"):
-        return _days
-    if name in ("io.debezium.time.Timestamp", "org.apache.kafka.connect.data.Timestamp"):
-        return _epoch("ms")
-    if name == "io.debezium.time.MicroTimestamp":
-        return _epoch("us")
-    if name == "io.debezium.time.NanoTimestamp":
-        return _epoch("ns")
-    if name == "io.debezium.time.ZonedTimestamp":
-        return _zoned
-    return None
-
-
-def _connect_type(spec: dict) -> pa.DataType | None:
-    kind = spec.get("type")
-    if kind == "struct":
-        fields = [(f["field"], _connect_type(f)) for f in spec.get("fields", [])]
-        return pa.struct([pa.field(n, t) for n, t in fields if t is not None])
-    if kind == "array" and isinstance(spec.get("items"), dict):
-        inner = _connect_type(spec["items"])
-        return pa.list_(inner) if inner is not None else None
-    return _CONNECT_TYPES.get(str(kind))
-
-
-@lru_cache(maxsize=256)
-def connect_row(schema_json: bytes) -> tuple[pa.StructType, tuple[tuple[str, Conversion], ...]]:
-    """Parse types and logical conversions of the row image from an envelope's Connect schema."""
-    schema = json.loads(schema_json)
-    fields = {f.get("field"): f for f in schema.get("fields", []) if isinstance(f, dict)}
-    image = fields.get("after") or fields.get("before")
-    if image is None or image.get("type") != "struct":
-        raise ValueError("wrapper schema has no 'after'/'before' struct")
-    row = _connect_type(image)
-    conversions = tuple((f["field"], conv) for f in image.get("fields", []) if (conv := _logical(f)) is not None)
-    assert isinstance(row, pa.StructType)
-    return row, conversions
-
-
-# Debezium's unchanged-TOAST placeholder in a bytes-based column (e.g. a Decimal), as JSON sends it
-UNAVAILABLE_B64 = base64.b64encode(b"__debezium_unavailable_value").decode()
-
-
-def apply_logical(table: pa.Table, conversions: tuple[tuple[str, Conversion], ...]) -> pa.Table:
-    """Convert logical types. A column holding the unchanged-TOAST placeholder cannot carry it as
-    its type (a decimal), so the value becomes null and the row lists the column in
-    ``_toast_unavailable``, for silver and history to keep the previous value."""
-    marked: list[tuple[str, np.ndarray]] = []
-    for name, convert in conversions:
-        if name in table.column_names:
-            i = table.column_names.index(name)
-            column = table[name]
-            if pa.types.is_string(column.type):
-                hit = pc.fill_null(pc.equal(column, UNAVAILABLE_B64), False)
-                if pc.any(hit).as_py():
-                    marked.append((name, hit.to_numpy(zero_copy_only=False)))
-                    column = pc.if_else(hit, pa.scalar(None, column.type), column)
-            table = table.set_column(i, name, convert(column))
-    if marked:
-        lists = [[name for name, hit in marked if hit[row]] or None for row in range(table.num_rows)]
-        table = table.append_column(TOAST_MARKS, pa.array(lists, pa.list_(pa.string())))
-    return table
-
-
 OLD_KEY_HEADER = "__debezium.oldkey"  # on the create of a primary-key change: the key before it
-_PLACEHOLDERS = (b"__debezium_unavailable_value", UNAVAILABLE_B64.encode())
+_PLACEHOLDERS = (b"__debezium_unavailable_value", UNAVAILABLE_B64.encode())  # text, and bytes in JSON
 
 
 def old_keys(

@@ -18,7 +18,7 @@ from functools import lru_cache, partial
 import pyarrow as pa
 import pyarrow.json as pj
 
-from lakeport.ingestion import arrow_types, debezium, fast_decode, precheck
+from lakeport.ingestion import arrow_types, connect_types, debezium, fast_decode, precheck
 from lakeport.ingestion.records import META_COLUMNS, OLD_KEY, Batch, DeadLetter, Decoded
 
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
@@ -203,10 +203,10 @@ def _parse_group(
     target: pa.Schema | None,
 ) -> list[_Chunk]:
     hint = _row_hint(options)
-    conversions: tuple[tuple[str, debezium.Conversion], ...] = ()
+    conversions: tuple[tuple[str, connect_types.Conversion], ...] = ()
     if schema_json is not None:
         try:
-            hint, conversions = debezium.connect_row(schema_json)
+            hint, conversions = connect_types.connect_row(schema_json)
         except Exception as exc:
             reason = debezium.control_record(schema_json or b"")  # BEGIN/END, heartbeats: named, not "unusable"
             bad.update({i: reason or f"unusable Connect schema: {exc}" for i in index})
@@ -214,7 +214,7 @@ def _parse_group(
 
     def parse(vals: list[bytes], h: pa.StructType | None, data: bytes | None) -> tuple[pa.Table, pa.StructType]:
         rows, row_type = _parse_rows(vals, options.format, h, data)
-        rows = arrow_types.make_storable(debezium.apply_logical(rows, conversions))
+        rows = arrow_types.make_storable(connect_types.apply_logical(rows, conversions))
         rows = _rename_reserved(rows, options.format)
         return arrow_types.conform(rows, target), row_type
 

@@ -18,9 +18,9 @@ from lakeport.lake.maintenance import CheckpointResult, CompactResult, VacuumRes
 from lakeport.lake.refresh import refresh_one
 from lakeport.lake.tables import TableFacts, table_facts
 from lakeport.lake.upkeep import Layer
-from lakeport.quality.alerts import Alert, Status
+from lakeport.quality.alerts import Alert, Status, alerter_for
 from lakeport.quality.freshness import FreshnessReport, check_freshness
-from lakeport.quality.run import SuiteResult, alerter_for, check
+from lakeport.quality.run import SuiteResult, check
 from lakeport.settings import Settings, load_settings
 
 

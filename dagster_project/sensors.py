@@ -54,7 +54,7 @@ def run_failure_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """A failed run pages (deduplicated per job); the job's next successful run sends the recovery."""
     from datetime import UTC, datetime
 
-    from lakeport.quality.run import alerter_for
+    from lakeport.quality.alerts import alerter_for
 
     def alert(job: str, detail: str, run_id: str) -> Alert:
         return Alert(key=f"run-failed:{job}", title=f"Dagster run of {job} failed", detail=detail,

@@ -24,6 +24,8 @@ class Metrics:
         self.rows = Counter("lakeport_rows_total", "Rows appended to the table", ["table"], registry=r)
         self.dead = Counter("lakeport_dead_letters_total", "Records sent to ops.dead_letters", ["table"], registry=r)
         self.retries = Counter("lakeport_retries_total", "Retried Delta commits", ["table"], registry=r)
+        self.gaps = Counter("lakeport_retention_gap_records_total", "Records Kafka deleted before they landed",
+                            ["table"], registry=r)  # fmt: skip
         self.flush = Histogram(
             "lakeport_flush_seconds",
             "Decode+write+commit time of a batch",

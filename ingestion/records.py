@@ -141,6 +141,7 @@ class RunStats:
     dead_letters: int = 0
     commits: int = 0
     skipped_duplicates: int = 0
+    gap_records: int = 0  # deleted from Kafka before they landed, skipped under on_gap: skip
     seconds_from_first_message: float = 0.0
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows landed
 

@@ -64,6 +64,7 @@ class PartitionProgress:
     position: int
     drained: bool = False
     end: int | None = None  # the end to reach, fixed once the position passes high_at_assign
+    from_lake: bool = False  # the start is the lake's next offset (a gap below the log start is a loss)
     moved_at: float = field(default_factory=time.monotonic)  # when the position last moved
 
 
@@ -75,6 +76,9 @@ class KafkaSource:
     on_revoked: Callable[[list[TP]], None]
     progress: dict[TP, PartitionProgress] = field(default_factory=dict)
     from_timestamp_ms: int | None = None  # partitions with no lake offsets start here (a backfill)
+    # A retention gap (the next offset needed is below the log start): (partition, needed, log
+    # start) → where to read on; it records, alerts, and raises under on_gap: fail (ingestion.gaps)
+    on_gap: Callable[[TP, int, int], int] | None = None
     _before_start: set[TP] = field(default_factory=set)  # backfilled partitions not yet past the time
     _consumer: Consumer | None = None
     _assigned_once: bool = False
@@ -99,6 +103,7 @@ class KafkaSource:
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         stored = self.start_offsets(tps)
+        from_lake = {tp for tp, offset in stored.items() if offset is not None}
         if self.from_timestamp_ms is not None:
             fresh = [tp for tp in tps if stored.get(tp) is None]
             stored = {**stored, **self._offsets_at(consumer, fresh)}
@@ -111,8 +116,10 @@ class KafkaSource:
             start = stored.get(tp)
             if start is not None and start < 0:  # nothing at or after the timestamp: from the end
                 start = high
+            if start is not None and tp in from_lake and 0 <= start < low and self.on_gap is not None:
+                start = self.on_gap(tp, start, low)  # records below the log start never landed
             begin = max(low, 0) if start is None else start
-            self.progress[tp] = PartitionProgress(begin, high, begin)
+            self.progress[tp] = PartitionProgress(begin, high, begin, from_lake=tp in from_lake)
             assigned.append(TopicPartition(tp[0], tp[1], OFFSET_BEGINNING if start is None else start))
         if self._incremental:
             consumer.incremental_assign(assigned)
@@ -166,6 +173,7 @@ class KafkaSource:
             if min(raw_stamps) < 0:  # no timestamp: None
                 stamps = [t if t >= 0 else None for t in raw_stamps]
             tp = (str(first_msg.topic()), int(first_msg.partition()))  # type: ignore[arg-type]
+            self._check_gap(tp, int(first_msg.offset()))  # type: ignore[arg-type]
             if tp in self._before_start and self.from_timestamp_ms is not None:
                 after = self.from_timestamp_ms
                 first = next((k for k, t in enumerate(stamps) if t is not None and t >= after), None)
@@ -191,6 +199,20 @@ class KafkaSource:
                 progress.position = batch.offsets[-1] + 1
                 progress.moved_at = time.monotonic()
         return batches
+
+    def _check_gap(self, tp: TP, first: int) -> None:
+        """A run that starts past the position is a retention gap if the log start is past it too
+        (the client reset to the log start); compaction and transaction markers leave holes below it."""
+        progress = self.progress.get(tp)
+        if progress is None or first <= progress.position or self.on_gap is None:
+            return
+        if not (progress.from_lake or progress.position > progress.start):
+            return  # nothing of this partition landed yet and the lake asked for no offset
+        low = self.consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[0]
+        if low < 0:
+            low = self.consumer.get_watermark_offsets(TopicPartition(*tp), timeout=5, cached=False)[0]
+        if low > progress.position:
+            self.on_gap(tp, progress.position, min(low, first))
 
     def _handle_error(self, err: KafkaError, msg: object) -> None:
         code = err.code()

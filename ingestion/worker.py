@@ -22,6 +22,7 @@ from lakeport.ingestion.batch import Buffer, FlushPolicy, group
 from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.drain import Drain
 from lakeport.ingestion.errors import AbandonedError, TerminalError
+from lakeport.ingestion.gaps import GapKeeper
 from lakeport.ingestion.guard import GuardOptions, guard
 from lakeport.ingestion.landing import Lander
 from lakeport.ingestion.metrics import Metrics
@@ -54,7 +55,9 @@ class Worker:
         subscriptions = sorted({s for t in settings.tables for s in t.subscriptions})
         conf = settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id, "client.id": client_id})
         start_ms = None if ing.from_timestamp is None else int(ing.from_timestamp.timestamp() * 1000)
-        self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked, from_timestamp_ms=start_ms)
+        self.gaps = GapKeeper(settings)
+        self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked, from_timestamp_ms=start_ms,
+                                  on_gap=self._gap)  # fmt: skip
         self.drain = (
             Drain(self.source, positions=self._start_offsets, wait_seconds=ing.once_wait_seconds) if once else None
         )
@@ -152,6 +155,15 @@ class Worker:
 
     def _stored_offsets(self, uri: str, tps: list[TP]) -> dict[TP, int | None]:
         return offsets.next_offsets(self.tables.open(uri), tps)
+
+    def _gap(self, tp: TP, needed: int, log_start: int) -> int:
+        """Records deleted from Kafka before they landed (:mod:`ingestion.gaps`): recorded, alerted,
+        then a terminal error (on_gap: fail) or counted and skipped (on_gap: skip)."""
+        table = self._route(tp[0])[0]
+        where = self.retry(lambda: self.gaps.found(table, tp[0], tp[1], needed=needed, log_start=log_start))
+        self.metrics.gaps.labels(table).inc(log_start - needed)  # skipped: on_gap: fail raised above
+        self.stats.gap_records = self.gaps.skipped
+        return where
 
     def _revoked(self, partitions: list[TP]) -> None:
         self._collect(wait=True)  # an in-flight commit finishes before another worker may start

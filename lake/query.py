@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import duckdb
 from deltalake import DeltaTable
 
+from lakeport.ingestion import dead_letters, gaps
 from lakeport.lake import tables
 from lakeport.lake.gold_models import models
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from lakeport.settings import LakeSettings, Settings
 
 LAYERS = ("bronze", "silver", "gold", "ops")
-OPS_TABLES = ("dead_letters", "quality_results", "alerts")
+OPS_TABLES = (dead_letters.TABLE, gaps.TABLE, "quality_results", "alerts")
 
 
 def _extension(module_name: str) -> Path:

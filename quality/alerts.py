@@ -27,6 +27,7 @@ from deltalake import write_deltalake
 
 from lakeport.quality.errors import NotifyFailed
 from lakeport.quality.snapshot import open_at
+from lakeport.settings import Settings
 from lakeport.settings.quality import AlertSettings, SmtpNotifierConfig, WebhookNotifierConfig
 
 log = structlog.get_logger("lakeport.alerts")
@@ -200,3 +201,13 @@ class Alerter:
         if self._latest is not None:
             self._latest[alert.key] = (alert.status, now)
         return alert.status
+
+
+def alerter_for(settings: Settings) -> Alerter:
+    """The alerter of a configuration: its notifiers, its repeat interval, ``ops.alerts``."""
+    return Alerter(
+        settings.lake.table_uri("ops", "alerts"),
+        notifiers=notifiers_from(settings.alerts),
+        repeat_after=timedelta(minutes=settings.alerts.repeat_after_minutes),
+        storage_options=settings.lake.to_object_store(),
+    )

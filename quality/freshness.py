@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 import pyarrow.compute as pc
 
 from lakeport.lake.tables import open_table
-from lakeport.quality.alerts import Alert, Status
-from lakeport.quality.run import alerter_for
+from lakeport.quality.alerts import Alert, Status, alerter_for
 from lakeport.settings import Settings
 
 

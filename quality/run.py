@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
 from lakeport.quality import results, snapshot
-from lakeport.quality.alerts import Alert, Alerter, notifiers_from
+from lakeport.quality.alerts import Alert, Alerter, alerter_for
 from lakeport.quality.errors import TerminalQualityError
 from lakeport.quality.gx_context import docs_index
 from lakeport.quality.suites import Suite, referenced_key, suites_for
@@ -50,15 +50,6 @@ class SuiteResult:
     def passed(self) -> bool:
         """No error-severity expectation failed (warnings do not block)."""
         return not self.errors
-
-
-def alerter_for(settings: Settings) -> Alerter:
-    return Alerter(
-        settings.lake.table_uri("ops", "alerts"),
-        notifiers=notifiers_from(settings.alerts),
-        repeat_after=timedelta(minutes=settings.alerts.repeat_after_minutes),
-        storage_options=settings.lake.to_object_store(),
-    )
 
 
 def check(

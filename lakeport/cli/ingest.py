@@ -52,7 +52,9 @@ def ingest(
     except IngestError as exc:
         err.print(f"[red]error:[/red] {logging.redact(str(exc))}")
         raise typer.Exit(1) from None
-    out.print(f"landed {stats.rows} rows, {stats.dead_letters} dead letters, {stats.commits} commits")
+    out.print(f"landed {stats.rows} rows, {stats.dead_letters} dead letters, {stats.commits} commits"
+              + (f"; skipped {stats.gap_records} records Kafka deleted before they landed (ops.retention_gaps)"
+                 if stats.gap_records else ""))  # fmt: skip
 
 
 def capture(

@@ -102,6 +102,9 @@ class IngestSettings(Section):
     max_new_columns_per_batch: int = Field(100, ge=0, description="records bringing more new columns: dead letters")
     poll_messages: int = Field(10_000, gt=0, description="messages taken from the client per poll")
     tombstones: Literal["record", "skip"] = "record"
+    on_gap: Literal["fail", "skip"] = Field(
+        "fail", description="records Kafka deleted before they landed: stop (fail) or read on from the log start (skip)"
+    )
     retry_timeout_seconds: float = Field(300.0, gt=0, description="retry a down dependency this long")
     retry_backoff_seconds: float = Field(0.5, gt=0)
     once_wait_seconds: float = Field(120.0, ge=0, description="--once: wait this long for partitions held by others")

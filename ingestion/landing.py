@@ -3,9 +3,10 @@
 1. The loop decodes records as they are polled (while the writer thread commits the previous
    batch) and guards them (input limits, column rules); bad records become dead-letter rows.
    It buffers until a flush is due and hands the batch to :meth:`Lander.land`.
-2. Re-read both Delta logs. Rows and dead letters at or below the offsets recorded there (app
-   transactions) were landed already — by a previous life of this worker or by another one — and
-   are dropped, which makes every step below idempotent.
+2. Re-read both Delta logs (a table that does not exist yet is first created empty, by exactly
+   one creator: nobody ever appends to a table it has not read). Rows and dead letters at or
+   below the offsets recorded there (app transactions) were landed already — by a previous life
+   of this worker or by another one — and are dropped, which makes every step below idempotent.
 3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition.
 4. Append the rows to the table with one app transaction per partition (``version`` = last offset
    of the batch), also when no row is left, so the position moves past all-bad runs. Rows the
@@ -47,7 +48,8 @@ class Lander:
     def land(self, batch: Decoded) -> CommitResult:
         start, now = time.monotonic(), datetime.now(UTC)
         uri = self.settings.lake.table_uri("bronze", batch.table)
-        landed = offsets.landed(self.writer.open(uri), batch.ranges)
+        table = self.writer.open_or_create(uri, batch.rows.schema, options=self._write_options(batch.table))
+        landed = offsets.landed(table, batch.ranges)
         rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
         letters, version = list(batch.dead_letters), None
@@ -95,7 +97,8 @@ class Lander:
         mine = {(d.message.topic, d.message.partition) for d in letters} & set(todo)
         if not mine:
             return
-        fresh = dead_letters.not_landed(letters, offsets.landed(self.writer.open(uri), mine, app=app))
+        table = self.writer.open_or_create(uri, dead_letters.SCHEMA)
+        fresh = dead_letters.not_landed(letters, offsets.landed(table, mine, app=app))
         if fresh:
             rows = dead_letters.to_table(fresh, now=now)
             txns = offsets.transactions({tp: todo[tp] for tp in mine}, app=app)

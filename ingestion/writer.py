@@ -15,7 +15,7 @@ import pyarrow as pa
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakeport.ingestion.errors import IngestError, TransientError
+from lakeport.ingestion.errors import IngestError, TerminalError, TransientError
 
 _SCHEMA_HINTS = (
     "schema",
@@ -92,6 +92,27 @@ class TableHandles:
 class DeltaWriter(TableHandles):
     """Appends through its own handles, so a commit's table is read where it is written."""
 
+    def open_or_create(self, uri: str, schema: pa.Schema, *, options: WriteOptions = WriteOptions()) -> DeltaTable:
+        """The table at ``uri``; a missing one is first created empty, so that exactly one creator
+        wins (the log's first entry is only written if absent) and every writer, the creator too,
+        then checks its offsets and appends through a handle like any later commit. A zombie that
+        found no table can no longer append its batch on top of the new owner's."""
+        table = self.open(uri)
+        if table is not None:
+            return table
+        empty = _with_partition_columns(schema.empty_table(), options.partition_by)
+        try:
+            DeltaTable.create(uri, empty.schema, mode="ignore", partition_by=list(options.partition_by) or None,
+                              configuration=dict(options.configuration) or None,
+                              storage_options=self.storage_options or None)  # fmt: skip
+        except Exception as exc:  # another creator won the race: its table is there now
+            if self.open(uri) is None:
+                raise TransientError(f"could not create the Delta table at {uri}: {_short(exc)}") from None
+        table = self.open(uri)
+        if table is None:
+            raise TransientError(f"the Delta table at {uri} is not readable after its creation")
+        return table
+
     def append(
         self,
         uri: str,
@@ -104,7 +125,9 @@ class DeltaWriter(TableHandles):
         """Append ``rows`` (possibly none) and the transactions in a single Delta commit."""
         start = time.monotonic()
         rows = _with_partition_columns(rows, options.partition_by)
-        target = self._handles.get(uri, uri)
+        target = self._handles.get(uri)
+        if target is None:  # never through the URI: open_or_create first
+            raise TerminalError(f"no open handle for {uri}: tables are created by open_or_create")
         try:
             write_deltalake(
                 target,
@@ -112,7 +135,7 @@ class DeltaWriter(TableHandles):
                 mode="append",
                 schema_mode="merge",
                 partition_by=list(options.partition_by) or None,
-                storage_options=None if isinstance(target, DeltaTable) else (self.storage_options or None),
+                storage_options=None,
                 target_file_size=options.target_file_size,
                 configuration=dict(options.configuration) or None,
                 writer_properties=_properties(options, rows.column_names),

@@ -118,8 +118,8 @@ def test_protected_columns_never_reach_the_lake(local_stack: StackState, s3_lake
 
 
 def test_outbox_router_events_are_unnested_and_feed_the_order_timeline(tmp_path: Path) -> None:
-    """Debezium's EventRouter nests the event under 'payload' and sends ISO times; with
-    `unnest: [payload]` the same gold model reads them as it reads lakeport capture's flat events."""
+    """Debezium's EventRouter (and lakeport capture, which sends the same) nests the event under
+    'payload' and sends ISO times; with `unnest: [payload]` its fields are columns the gold model reads."""
     from deltalake import write_deltalake
 
     from lakeport.lake.gold import refresh_gold

@@ -28,8 +28,9 @@ def test_commit_carries_one_transaction_per_partition(tmp_path: Path) -> None:
     assert offsets.next_offsets(writer.open(uri), [("t", 0)]) == {("t", 0): None}
     ranges = {("t", 0): (0, 9), ("t", 1): (3, 4)}
     data = rows([("t", 0, i) for i in range(10)] + [("t", 1, 3), ("t", 1, 4)])
+    writer.open_or_create(uri, data.schema)  # version 0: the empty table
     metrics = writer.append(uri, data, transactions=offsets.transactions(ranges))
-    assert metrics.version == 0 and metrics.rows == 12
+    assert metrics.version == 1 and metrics.rows == 12
     table = writer.open(uri)
     assert offsets.next_offsets(table, [("t", 0), ("t", 1), ("t", 2)]) == {("t", 0): 10, ("t", 1): 5, ("t", 2): None}
     # an empty commit still moves the position (a run of dead letters only)
@@ -57,3 +58,34 @@ def test_drop_landed_keeps_exactly_the_unlanded_rows(records: list[tuple[int, in
         zip(kept["_topic"].to_pylist(), kept["_partition"].to_pylist(), kept["_offset"].to_pylist(), strict=True)
     )
     assert got == expected and dropped == len(records) - len(expected)
+
+
+class _LateReader(DeltaWriter):
+    """A zombie's writer: its first look at the log happened before the table existed."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.blind = True
+
+    def open(self, uri: str, *, refresh: bool = True) -> object:  # type: ignore[override]
+        if self.blind:
+            self.blind = False
+            return None
+        return super().open(uri, refresh=refresh)
+
+
+def test_a_zombie_that_found_no_table_cannot_land_a_batch_the_new_owner_created_it_with(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from lakeport.ingestion.landing import Lander
+    from lakeport.ingestion.records import Decoded
+    from lakeport.settings import Settings
+
+    settings = Settings(lake={"uri": str(tmp_path / "lake")}, tables=[{"name": "t", "topics": ["t"]}])
+    data = rows([("t", 0, i) for i in range(10)])
+    data = data.append_column("_ingested_at", pa.array([datetime.now(UTC)] * 10, pa.timestamp("us", tz="UTC")))
+    batch = Decoded(table="t", rows=data, dead_letters=(), ranges={("t", 0): (0, 9)}, messages=10, raw_bytes=0)
+    Lander(settings, DeltaWriter({})).land(batch)  # the new owner creates the table with the batch
+    zombie = Lander(settings, _LateReader()).land(batch)  # the old owner, which saw no table
+    assert zombie.rows == 0 and zombie.skipped_duplicates == 10
+    assert DeltaWriter({}).open(settings.lake.table_uri("bronze", "t")).count() == 10  # type: ignore[union-attr]

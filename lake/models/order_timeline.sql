@@ -6,8 +6,8 @@ WITH events AS (
     SELECT
         CAST(aggregate_id AS BIGINT) AS order_id,
         event_type,
-        payload.status AS status,  -- the outbox row's JSON payload, as Debezium's outbox router sends it
-        CAST(occurred_at AS TIMESTAMPTZ) AS occurred  -- ISO-8601 UTC
+        status,  -- from the event's payload (the table's `unnest: [payload]`)
+        CAST(occurred_at AS TIMESTAMPTZ) AS occurred  -- ISO-8601 UTC, as the outbox router sends it
     FROM silver.domain_events  -- each event once, however often the outbox replayed it
     WHERE aggregate_type IN ('order', 'payment', 'shipment')
 ),

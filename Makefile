@@ -65,6 +65,7 @@ bench: install jvm-deps  ## ingest (raw vs naive vs lakeport), silver MERGE, com
 	$(BIN)/python benchmarks/bench_silver.py
 	$(BIN)/python benchmarks/bench_compaction.py
 	$(BIN)/python benchmarks/bench_gold.py
+	$(BIN)/python benchmarks/bench_replay.py
 
 clean:
 	rm -rf .lakeport bench/results.json .pytest_cache .mypy_cache .ruff_cache

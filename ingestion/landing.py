@@ -48,7 +48,7 @@ class Lander:
     def land(self, batch: Decoded) -> CommitResult:
         start, now = time.monotonic(), datetime.now(UTC)
         uri = self.settings.lake.table_uri("bronze", batch.table)
-        table = self.writer.open_or_create(uri, batch.rows.schema, options=self._write_options(batch.table))
+        table = self.writer.open_or_create(uri, batch.rows.schema, options=self.write_options(batch.table))
         landed = offsets.landed(table, batch.ranges)
         rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
@@ -75,7 +75,7 @@ class Lander:
             next_offsets={tp: last + 1 for tp, (_, last) in batch.ranges.items()},
         )
 
-    def _write_options(self, table: str) -> WriteOptions:
+    def write_options(self, table: str) -> WriteOptions:
         ing, config = self.settings.ingest, self.settings.table(table)
         return WriteOptions(
             partition_by=tuple(config.partition_by),
@@ -88,7 +88,7 @@ class Lander:
     def _append(self, uri: str, rows: pa.Table, todo: Ranges, table: str) -> int:
         txns = offsets.transactions(todo)
         return self.writer.append(
-            uri, rows, transactions=txns, options=self._write_options(table), table_name=table
+            uri, rows, transactions=txns, options=self.write_options(table), table_name=table
         ).version
 
     def _dead_letters(self, letters: list[DeadLetter], todo: Ranges, now: datetime, *, app: str) -> None:

@@ -25,7 +25,8 @@ TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unc
 # the create's ``__debezium.oldkey`` header. Kept (as the key's JSON) only where the create carries
 # an unchanged-TOAST placeholder: that value is the old key's.
 OLD_KEY = "_old_key"
-BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS, OLD_KEY))
+REPLAYED_FROM = "_replayed_from"  # a row replayed from ops.dead_letters: its topic[partition]@offset
+BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS, OLD_KEY, REPLAYED_FROM))
 
 
 @dataclass(frozen=True, slots=True)

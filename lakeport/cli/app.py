@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import typer
 
-from lakeport.cli import dev, ingest, lake
+from lakeport.cli import dead_letters, dev, ingest, lake
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -36,6 +36,11 @@ stack.command("up")(dev.dev_up)
 stack.command("down")(dev.dev_down)
 stack.command("status")(dev.dev_status)
 app.add_typer(stack, name="dev")
+
+letters = typer.Typer(no_args_is_help=True, help="Records that could not land (ops.dead_letters): list, replay.")
+letters.command("list")(dead_letters.list_letters)
+letters.command("replay")(dead_letters.replay)
+app.add_typer(letters, name="dead-letters")
 
 demo = typer.Typer(no_args_is_help=True, help="The e-commerce demo.")
 demo.command("run")(dev.demo_run)

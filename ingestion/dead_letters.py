@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
-from lakeport.ingestion.records import DeadLetter
+from lakeport.ingestion.records import DeadLetter, Record
 
 TABLE = "dead_letters"
 LAYER = "ops"
@@ -52,11 +54,18 @@ def to_table(letters: Sequence[DeadLetter], *, now: datetime) -> pa.Table:
     )
 
 
-def not_landed(letters: Sequence[DeadLetter], already: Mapping[tuple[str, int], int | None]) -> list[DeadLetter]:
-    """Dead letters whose partition's dead-letter watermark has not passed them yet."""
-    out = []
-    for d in letters:
-        mark = already.get((d.message.topic, d.message.partition))
-        if mark is None or d.message.offset > mark:
-            out.append(d)
-    return out
+def held(table: DeltaTable, ranges: Mapping[tuple[str, int], tuple[int, int]]) -> set[Record]:
+    """The records of ``ranges`` (per partition, first and last offset) this table holds."""
+    expr = None
+    for (topic, partition), (first, last) in ranges.items():
+        one = ((ds.field("_topic") == topic) & (ds.field("_partition") == partition)
+               & (ds.field("_offset") >= first) & (ds.field("_offset") <= last))  # fmt: skip
+        expr = one if expr is None else expr | one
+    found = table.to_pyarrow_dataset().to_table(columns=["_topic", "_partition", "_offset"], filter=expr)
+    return set(zip(*(found[c].to_pylist() for c in ("_topic", "_partition", "_offset")), strict=True))
+
+
+def without(rows: pa.Table, records: set[Record]) -> pa.Table:
+    """``rows`` minus those of ``records`` (by topic, partition, offset)."""
+    coordinates = zip(*(rows[c].to_pylist() for c in ("_topic", "_partition", "_offset")), strict=True)
+    return rows.filter(pa.array([r not in records for r in coordinates], pa.bool_()))

@@ -7,7 +7,11 @@
    one creator: nobody ever appends to a table it has not read). Rows and dead letters at or
    below the offsets recorded there (app transactions) were landed already — by a previous life
    of this worker or by another one — and are dropped, which makes every step below idempotent.
-3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition.
+3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition. If
+   that watermark already reaches into the batch (an attempt of the same range crashed between
+   this step and the next), the records it holds stay dead letters and are dropped from the rows,
+   and only the others are appended: each record lands in exactly one of the two tables, however
+   differently this attempt decoded.
 4. Append the rows to the table with one app transaction per partition (``version`` = last offset
    of the batch), also when no row is left, so the position moves past all-bad runs. Rows the
    table refuses (a type it cannot merge) go to dead letters under their own app id
@@ -27,7 +31,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lakeport.ingestion import dead_letters, offsets
-from lakeport.ingestion.records import CommitResult, DeadLetter, Decoded, RawMessage
+from lakeport.ingestion.records import CommitResult, DeadLetter, Decoded, RawMessage, Record
 from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.settings import Settings
 
@@ -54,7 +58,9 @@ class Lander:
         todo = offsets.pending_ranges(batch.ranges, landed)
         letters, version = list(batch.dead_letters), None
         if todo:
-            self._dead_letters(letters, todo, now, app="lakeport")
+            held = self._dead_letters(letters, todo, now, app="lakeport")
+            if held:  # an earlier attempt of this range made them dead letters: they stay only there
+                rows = dead_letters.without(rows, held)
             try:
                 version = self._append(uri, rows, todo, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too
@@ -91,18 +97,27 @@ class Lander:
             uri, rows, transactions=txns, options=self.write_options(table), table_name=table
         ).version
 
-    def _dead_letters(self, letters: list[DeadLetter], todo: Ranges, now: datetime, *, app: str) -> None:
-        """Append dead letters not yet in ``ops.dead_letters`` (watermarked per partition, like rows)."""
+    def _dead_letters(self, letters: list[DeadLetter], todo: Ranges, now: datetime, *, app: str) -> set[Record]:
+        """Append the dead letters ``ops.dead_letters`` does not hold yet, by exact record. Returns
+        the records of ``todo`` it held already: only after an attempt of the same range crashed
+        between its two commits (the per-partition watermark then reaches into ``todo``), which
+        may have decoded differently. Whether a record is a dead letter then stays what the first
+        commit said, so it is in exactly one of the two tables whatever this decode says."""
         uri = self.settings.lake.table_uri(dead_letters.LAYER, dead_letters.TABLE)
         mine = {(d.message.topic, d.message.partition) for d in letters} & set(todo)
-        if not mine:
-            return
-        table = self.writer.open_or_create(uri, dead_letters.SCHEMA)
-        fresh = dead_letters.not_landed(letters, offsets.landed(table, mine, app=app))
+        table = self.writer.open(uri)
+        marks = offsets.landed(table, todo, app=app) if table is not None else {}
+        again = {tp: (todo[tp][0], min(mark, todo[tp][1])) for tp, mark in marks.items()
+                 if mark is not None and mark >= todo[tp][0]}  # fmt: skip
+        held = dead_letters.held(table, again) if table is not None and again else set()
+        fresh = [d for d in letters if d.record not in held and (d.message.topic, d.message.partition) in mine]
         if fresh:
+            table = self.writer.open_or_create(uri, dead_letters.SCHEMA)
             rows = dead_letters.to_table(fresh, now=now)
-            txns = offsets.transactions({tp: todo[tp] for tp in mine}, app=app)
-            self.writer.append(uri, rows, transactions=txns, table_name="ops.dead_letters")
+            ranges = {tp: (todo[tp][0], max(todo[tp][1], marks.get(tp) or -1)) for tp in mine}  # never backwards
+            self.writer.append(uri, rows, transactions=offsets.transactions(ranges, app=app),
+                               table_name="ops.dead_letters")  # fmt: skip
+        return held
 
 
 def _rejected(table: str, rows: pa.Table, error: str) -> list[DeadLetter]:

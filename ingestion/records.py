@@ -95,6 +95,9 @@ class Batch:
         return sum(p.size for p in self.parts)
 
 
+Record = tuple[str, int, int]  # a Kafka record's topic, partition and offset
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that could not be landed in its table: kept as a row, never raised."""
@@ -103,6 +106,10 @@ class DeadLetter:
     message: RawMessage
     error: str
     stage: str  # decode | schema | write | limits
+
+    @property
+    def record(self) -> Record:
+        return (self.message.topic, self.message.partition, self.message.offset)
 
 
 @dataclass(frozen=True, slots=True)

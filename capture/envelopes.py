@@ -168,6 +168,17 @@ class Position:
     snapshot: str = "false"  # "true", "last" (the final snapshot record) or "false"
 
 
+def key_changed(relation: Relation, old: dict[str, Any], new: dict[str, Any] | None) -> bool:
+    """Whether an update moved the row to another primary key: its old image holds every key
+    column (the default identity sends it only then; ``FULL`` always) and they differ. An old
+    image without the key (``USING INDEX`` on other columns) cannot tell, and stays an update."""
+    keys = [c.name for c in relation.columns if c.is_key]
+    before = [old.get(k) for k in keys]
+    if new is None or not keys or any(v is None or v == UNAVAILABLE for v in before):
+        return False
+    return before != [new.get(k) for k in keys]
+
+
 def change_event(
     prefix: str,
     database: str,

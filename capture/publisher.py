@@ -21,7 +21,7 @@ import select
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,7 @@ class Publisher:
                 if isinstance(event, pgoutput.Begin):
                     tx = event
                 elif isinstance(event, pgoutput.Relation):
-                    self.relations[event.oid] = event
+                    self.relations[event.oid] = self._keyed(event)
                 elif isinstance(event, pgoutput.Commit):
                     tx, last_commit = None, event.commit_lsn
                     pending_lsn, self.stats.transactions = event.end_lsn, self.stats.transactions + 1
@@ -233,6 +233,15 @@ class Publisher:
                 self.log.info("slot_busy_retried")
                 time.sleep(1.0)
 
+    def _keyed(self, rel: pgoutput.Relation) -> pgoutput.Relation:
+        """pgoutput flags the replica identity's columns (every column under ``FULL``, an index's
+        under ``USING INDEX``); the key is the primary key, from the catalog, as Debezium's is."""
+        with self._connect() as conn, conn.cursor() as cur:
+            primary = snapshot.primary_key(cur, rel.oid)
+        if not primary:  # no primary key: the replica identity is all there is
+            return rel
+        return replace(rel, columns=tuple(replace(c, is_key=c.name in primary) for c in rel.columns))
+
     def _publish(self, event: pgoutput.Change | pgoutput.Truncate, position: Position) -> int:
         now = int(time.time() * 1000)
         prefix, database = self.source.name, self.source.postgres.database
@@ -258,7 +267,7 @@ class Publisher:
             events = [("c", None, new)]
         elif event.kind == "D":
             events = [("d", old, None)]
-        elif old is not None and event.old_is_key_only:  # the key changed: Debezium emits delete + create
+        elif old is not None and envelopes.key_changed(rel, old, new):  # Debezium emits delete + create
             events = [("d", old, None), ("c", None, new)]
         else:
             events = [("u", old, new)]

@@ -45,6 +45,13 @@ def relation(cur: Any, name: str) -> Relation:
     return Relation(int(rows[0][0]), schema, table, "d", columns)
 
 
+def primary_key(cur: Any, oid: int) -> set[str]:
+    """The names of a table's primary key columns (empty: it has none)."""
+    cur.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s AND i.indisprimary", (oid,))  # fmt: skip
+    return {r[0] for r in cur.fetchall()}
+
+
 def captured_tables(cur: Any, configured: list[str], outbox: str | None) -> list[str]:
     """The configured tables, or every table with a primary key in ``public`` (never the outbox)."""
     if configured:

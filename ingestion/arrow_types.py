@@ -111,8 +111,81 @@ def _cast_nested(col: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     return pc.cast(col, target)
 
 
+class SchemaConflict(ValueError):
+    """A value whose type cannot land in its column without changing it (text as a number, a
+    number as text, a timestamp as a date): the record is a dead letter with stage ``schema``."""
+
+
+def _family(dtype: pa.DataType) -> str:
+    if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "number"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "text"
+    if pa.types.is_date(dtype) or pa.types.is_timestamp(dtype):
+        return "time"
+    return str(dtype) if not (pa.types.is_struct(dtype) or pa.types.is_list(dtype)) else "nested"
+
+
+def castable(have: pa.DataType, want: pa.DataType) -> bool:
+    """Whether values of ``have`` may land in a ``want`` column: never across kinds (text is
+    never read as a number, nor a number written as text), never a timestamp into a date; within
+    numbers the cast itself refuses anything that does not fit exactly (overflow, a fraction)."""
+    if pa.types.is_null(have) or have.equals(want):
+        return True
+    if pa.types.is_timestamp(have) and pa.types.is_date(want):
+        return False
+    return _family(have) == _family(want)
+
+
+_INT_BITS = {pa.int8(): 8, pa.int16(): 16, pa.int32(): 32, pa.int64(): 64}
+
+
+def widens(have: pa.DataType, want: pa.DataType) -> bool:
+    """Whether ``have`` holds every value of ``want`` exactly and is wider: the table's column
+    evolves to ``have`` (a source's ``ALTER … TYPE`` to a wider type) instead of refusing records.
+    Integers to wider integers or to a double, float to double, a decimal with more precision (or
+    more scale, as long as the integer digits still fit), a date to a timestamp."""
+    if have.equals(want):
+        return False
+    if want in _INT_BITS:
+        return (have in _INT_BITS and _INT_BITS[have] > _INT_BITS[want]) or pa.types.is_float64(have)
+    if pa.types.is_float32(want):
+        return pa.types.is_float64(have)
+    if pa.types.is_decimal(want) and pa.types.is_decimal(have):
+        return have.scale >= want.scale and have.precision - have.scale >= want.precision - want.scale
+    return pa.types.is_date(want) and pa.types.is_timestamp(have)
+
+
+def widenings(table: pa.Schema, rows: pa.Schema) -> dict[str, pa.DataType]:
+    """The columns of ``table`` that ``rows`` brings in a wider type (see :func:`widens`)."""
+    names = set(table.names)
+    return {f.name: f.type for f in rows if f.name in names and widens(f.type, table.field(f.name).type)}
+
+
+def unify(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for ``schemas``: new columns added, and a column in two types that one widens
+    (:func:`widens`) in the wider one; otherwise Arrow's permissive promotion."""
+    wider: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for f in schema:
+            if f.name not in wider or widens(f.type, wider[f.name]):
+                wider[f.name] = f.type
+    adjusted = [pa.schema([f.with_type(wider[f.name]) if widens(wider[f.name], f.type) else f for f in schema])
+                for schema in schemas]  # fmt: skip
+    return pa.unify_schemas(adjusted, promote_options="permissive")
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Tables of one batch as one, in the :func:`unify` schema (a widened column cast up)."""
+    if len(tables) == 1:
+        return tables[0]
+    schema = unify([t.schema for t in tables])
+    return pa.concat_tables([conform(t, schema) for t in tables], promote_options="permissive")
+
+
 def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
-    """Cast columns the target table already has to its types (raises if a value cannot fit)."""
+    """Cast columns the target table already has to its types (raises if a value cannot fit, and
+    :class:`SchemaConflict` if its type cannot land there without changing it)."""
     if target is None:
         return table
     names = set(target.names)
@@ -120,7 +193,9 @@ def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
     for f, col in zip(table.schema, table.columns, strict=True):
         if f.name in names:
             want = target.field(f.name).type
-            if not want.equals(f.type):
+            if not want.equals(f.type) and not widens(f.type, want):  # wider: the table evolves
+                if not castable(f.type, want):
+                    raise SchemaConflict(f"schema: column {f.name!r} is {want} in the table, the record has {f.type}")
                 col = _cast_nested(col, _merge_struct(want, f.type))
         columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names)

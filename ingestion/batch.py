@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakeport.ingestion import arrow_types
 from lakeport.ingestion.records import Batch, Decoded, RawBatch
 
 TP = tuple[str, int]
@@ -55,7 +55,7 @@ def merge(table: str, pieces: list[Decoded]) -> Decoded:
         for tp, (first, last) in piece.ranges.items():
             old = ranges.get(tp)
             ranges[tp] = (first, last) if old is None else (min(old[0], first), max(old[1], last))
-    rows = pa.concat_tables([p.rows for p in pieces], promote_options="permissive")
+    rows = arrow_types.concat([p.rows for p in pieces])
     dead = tuple(d for p in pieces for d in p.dead_letters)
     return Decoded(table, rows, dead, ranges, sum(p.messages for p in pieces), sum(p.raw_bytes for p in pieces))
 

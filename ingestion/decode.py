@@ -173,7 +173,7 @@ def _parse_groups(
         chunks += found
         schemas = ([target] if target is not None else []) + [c.rows.schema for c in found]
         if schemas:
-            target = pa.unify_schemas(schemas, promote_options="permissive")
+            target = arrow_types.unify(schemas)
     return chunks
 
 
@@ -290,12 +290,23 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
         rows = rows if moved is None else rows.append_column(OLD_KEY, moved)
     messages = [m for part in batch.parts for m in (part.message(i) for i in range(part.size))] if bad else []
     dead = tuple(
-        DeadLetter(table=batch.table, message=messages[i], error=error,
-                   stage="limits" if "exceeds" in error else "decode")
+        DeadLetter(table=batch.table, message=messages[i], error=error, stage=_stage(error))
         for i, error in sorted(bad.items())
     )  # fmt: skip
     return Decoded(table=batch.table, rows=rows, dead_letters=dead, ranges=dict(batch.ranges), messages=len(values),
                    raw_bytes=batch.raw_bytes)  # fmt: skip
+
+
+# A value whose type does not fit its column (a type change in the source, e.g. ALTER … TYPE): the
+# parser (explicit column types) or the cast refused it.
+_NARROWING = ("SchemaConflict", "was truncated converting", "does not fit in precision", "would cause data loss",
+              "Integer value", "out of bounds", ") changed from ", "Failed to convert JSON to")  # fmt: skip
+
+
+def _stage(error: str) -> str:
+    if "exceeds" in error:
+        return "limits"
+    return "schema" if any(hint in error for hint in _NARROWING) else "decode"
 
 
 def _headers(batch: Batch, index: int) -> list[tuple[str, bytes]]:
@@ -311,7 +322,7 @@ def _assemble(batch: Batch, pieces: list[pa.Table], take: list[int], now: dateti
     meta = _metadata(batch, take, now)
     if not pieces:
         return meta
-    data = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
+    data = arrow_types.concat(pieces)
     if _TOMBSTONE in data.column_names:
         data = data.drop_columns([_TOMBSTONE])
     for name, col in zip(data.column_names, data.columns, strict=True):

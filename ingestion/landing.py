@@ -4,7 +4,9 @@
    batch) and guards them (input limits, column rules); bad records become dead-letter rows.
    It buffers until a flush is due and hands the batch to :meth:`Lander.land`.
 2. Re-read both Delta logs (a table that does not exist yet is first created empty, by exactly
-   one creator: nobody ever appends to a table it has not read). Rows and dead letters at or
+   one creator: nobody ever appends to a table it has not read; a batch bringing a column in a
+   lossless wider type first widens the table, in one commit that keeps every app transaction:
+   :mod:`lake.evolve`). Rows and dead letters at or
    below the offsets recorded there (app transactions) were landed already — by a previous life
    of this worker or by another one — and are dropped, which makes every step below idempotent.
 3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition. If
@@ -30,7 +32,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from lakeport.ingestion import dead_letters, offsets
+from lakeport.ingestion import arrow_types, dead_letters, offsets
 from lakeport.ingestion.records import CommitResult, DeadLetter, Decoded, RawMessage, Record
 from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.settings import Settings
@@ -53,6 +55,9 @@ class Lander:
         start, now = time.monotonic(), datetime.now(UTC)
         uri = self.settings.lake.table_uri("bronze", batch.table)
         table = self.writer.open_or_create(uri, batch.rows.schema, options=self.write_options(batch.table))
+        wider = arrow_types.widenings(pa.schema(table.schema().to_arrow()), batch.rows.schema)  # type: ignore[arg-type]
+        if wider:  # a source type change to a wider type: the table evolves first (one commit)
+            self.writer.widen(uri, wider, table=batch.table)
         landed = offsets.landed(table, batch.ranges)
         rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)

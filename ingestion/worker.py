@@ -17,8 +17,9 @@ from functools import partial
 import pyarrow as pa
 import structlog
 
-from lakeport.ingestion import offsets
+from lakeport.ingestion import arrow_types, conflicts, offsets
 from lakeport.ingestion.batch import Buffer, FlushPolicy, group
+from lakeport.ingestion.conflicts import SchemaAlerts
 from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.drain import Drain
 from lakeport.ingestion.errors import AbandonedError, TerminalError
@@ -55,7 +56,7 @@ class Worker:
         subscriptions = sorted({s for t in settings.tables for s in t.subscriptions})
         conf = settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id, "client.id": client_id})
         start_ms = None if ing.from_timestamp is None else int(ing.from_timestamp.timestamp() * 1000)
-        self.gaps = GapKeeper(settings)
+        self.gaps, self.conflicts = GapKeeper(settings), SchemaAlerts(settings)
         self.source = KafkaSource(conf, subscriptions, self._start_offsets, self._revoked, from_timestamp_ms=start_ms,
                                   on_gap=self._gap)  # fmt: skip
         self.drain = (
@@ -107,18 +108,32 @@ class Worker:
         return table.name, table.format
 
     def _decode(self, batch: Batch) -> Decoded:
-        """Decode against the table's schema plus what earlier batches added (not yet committed)."""
-        known = self.retry(lambda: self.tables.schema(self.settings.lake.table_uri("bronze", batch.table)))
-        earlier = self._schemas.get(batch.table)
-        if earlier is not None:
-            known = earlier if known is None else pa.unify_schemas([known, earlier], promote_options="permissive")
+        """Decode against the table's schema plus what earlier batches added (not yet committed).
+        Records that conflict with it are first decoded again against the schema re-read from the
+        Delta log (another worker may have changed it); only what still conflicts is blamed."""
+        uri = self.settings.lake.table_uri("bronze", batch.table)
+        known = self._known(batch.table, self.retry(lambda: self.tables.schema(uri)))
         ing = self.settings.ingest
         decoded = decode(batch, options=DecodeOptions(batch.format, known, ing.max_message_bytes, ing.tombstones))
+        if any(d.stage == conflicts.STAGE for d in decoded.dead_letters):
+            handle = self.retry(lambda: self.tables.open(uri, refresh=True))
+            newer = self._known(batch.table, pa.schema(handle.schema().to_arrow()) if handle else None)  # type: ignore[arg-type]
+            if newer is not None and (known is None or not newer.equals(known)):
+                known = newer
+                decoded = decode(batch, options=DecodeOptions(batch.format, known, ing.max_message_bytes,
+                                                              ing.tombstones))  # fmt: skip
+            self.conflicts.report(batch.table, decoded.dead_letters)
         decoded = guard(batch, decoded, options=GuardOptions.of(self.settings, batch.table, known))
         if decoded.rows.num_columns:
             merged = [known, decoded.rows.schema] if known is not None else [decoded.rows.schema]
-            self._schemas[batch.table] = pa.unify_schemas(merged, promote_options="permissive")
+            self._schemas[batch.table] = arrow_types.unify(merged)
         return decoded
+
+    def _known(self, table: str, stored: pa.Schema | None) -> pa.Schema | None:
+        earlier = self._schemas.get(table)
+        if earlier is None:
+            return stored
+        return earlier if stored is None else arrow_types.unify([stored, earlier])
 
     def _submit(self, decoded: Decoded) -> None:
         self._collect(wait=True)

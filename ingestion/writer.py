@@ -113,6 +113,18 @@ class DeltaWriter(TableHandles):
             raise TransientError(f"the Delta table at {uri} is not readable after its creation")
         return table
 
+    def widen(self, uri: str, types: dict[str, pa.DataType], *, table: str) -> None:
+        """Widen the table's columns to ``types`` (:func:`lakeport.lake.evolve.widen`)."""
+        from lakeport.lake.evolve import widen
+
+        handle = self.open(uri)
+        if handle is None:
+            return
+        try:
+            widen(handle, types)
+        except Exception as exc:
+            raise TransientError(f"widening {sorted(types)} failed: {_short(exc)}", table=table) from None
+
     def append(
         self,
         uri: str,

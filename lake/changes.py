@@ -33,6 +33,7 @@ UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an un
 UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
 CHUNK_ROWS = 200_000  # change rows read per chunk: memory stays bounded whatever the backlog
 _CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+REWRITE_KEY = "lakeport.operation"  # commit info of a rewrite that only widened column types
 UNUSED = frozenset({"_key", "_source_tx_id", "_source_snapshot", "_source_table"})  # not read: less memory
 
 
@@ -80,9 +81,18 @@ def chunks(bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int
     yield Chunk(start=first, end=end, rows=read(bronze, first, end, name=name))
 
 
+def rewrites(table: DeltaTable, start: int, end: int) -> list[int]:
+    """Versions in ``start..end`` that rewrote the table to widen a column (:mod:`lake.evolve`)."""
+    latest = table.version()
+    entries = table.history(limit=max(latest - start + 1, 1))
+    return sorted(int(h["version"]) for h in entries
+                  if h.get(REWRITE_KEY) == "widen" and start <= int(h.get("version", -1)) <= end)  # fmt: skip
+
+
 def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
     """Rows appended to bronze in versions ``start..end`` (its change data feed)."""
     wanted = [n for n in pa.schema(bronze.schema().to_arrow()).names if n not in UNUSED]
+    rewritten = rewrites(bronze, start, end)
     try:
         reader = bronze.load_cdf(starting_version=start, ending_version=end, columns=[*wanted, *_CDF_COLUMNS])
         stream = pa.RecordBatchReader.from_stream(reader)
@@ -90,7 +100,10 @@ def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
         batches = []
         for batch in stream:  # a batch at a time: plain types and inserts only, so no second copy
             batch = batch.cast(schema) if batch.schema != schema else batch
-            batch = batch.filter(pc.equal(batch["_change_type"], "insert"))
+            keep = pc.equal(batch["_change_type"], "insert")
+            if rewritten:  # a widening rewrote the table: the same rows again, not new changes
+                keep = pc.and_(keep, pc.invert(pc.is_in(batch["_commit_version"], pa.array(rewritten, pa.int64()))))
+            batch = batch.filter(keep)
             batches.append(batch.drop_columns([c for c in _CDF_COLUMNS if c in batch.schema.names]))
     except Exception as exc:
         text = str(exc)

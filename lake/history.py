@@ -34,7 +34,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 
 from lakeport.ingestion.records import OLD_KEY
 from lakeport.lake import changes as cf
-from lakeport.lake import keys, rekey
+from lakeport.lake import evolve, keys, rekey
 from lakeport.lake.errors import KeyMissing
 from lakeport.lake.tables import open_table, quote
 
@@ -142,6 +142,8 @@ def _apply_chunk(
     out = versions.drop_columns(["__pos", "__new"]) if versions is not None else _VERSION_TYPES.empty_table()
     if history is None:
         history = cf.create_once(history_uri, out.schema, storage_options=opts, name=name)
+    elif out.num_rows:  # a column bronze widened (a source type change): history first (evolve)
+        evolve.widen_to(history, out.schema)
     opened = closed = 0
     if (versions is not None and versions.num_rows) or truncates:
         source = versions if versions is not None else _VERSION_TYPES.empty_table()

@@ -38,7 +38,7 @@ import structlog
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from lakeport.lake import changes as cf
-from lakeport.lake import keys
+from lakeport.lake import evolve, keys
 from lakeport.lake.decide import Decision, decide
 from lakeport.lake.errors import KeyMissing
 from lakeport.lake.tables import literal, open_table, quote
@@ -162,6 +162,8 @@ def _apply_chunk(
     if silver is None:
         silver = cf.create_once(silver_uri, decision.schema(winners), storage_options=opts, name=name)
     metrics: dict[str, int] = {}
+    if winners.num_rows:  # a column bronze widened (a source type change): silver first (evolve)
+        evolve.widen_to(silver, winners.schema)
     if winners.num_rows and not decision.existing and not decision.new_marks:  # step 5: new keys only
         metrics = _append(silver, winners, key, commit)
     elif winners.num_rows or decision.new_marks:  # step 5

@@ -10,6 +10,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from lakeport.ingestion import offsets
+from lakeport.ingestion.conflicts import STAGE
+from lakeport.ingestion.replay import summary
 from lakeport.lake.tables import facts, open_table
 from lakeport.settings import Settings
 
@@ -33,6 +35,10 @@ class TableStatus:
     files: int = 0
     bytes: int = 0
     partitions: list[PartitionStatus] = field(default_factory=list)
+    # records in ops.dead_letters (stage schema, not replayed) that do not fit the table's schema:
+    # the table is blocked on a source type change until it is fixed and they are replayed
+    schema_blocked: int = 0
+    schema_conflict: str | None = None  # the most common kind
 
     @property
     def lag(self) -> int:
@@ -53,6 +59,7 @@ def collect(settings: Settings, *, kafka: bool = True) -> list[TableStatus]:
     storage = settings.lake.to_object_store()
     consumer = Consumer(settings.kafka.to_librdkafka(**{"group.id": settings.kafka.group_id})) if kafka else None
     out = []
+    conflicts = [g for g in summary(settings) if g.stage == STAGE and g.count > g.replayed]
     try:
         for config in settings.tables:
             uri = settings.lake.table_uri("bronze", config.name)
@@ -75,6 +82,10 @@ def collect(settings: Settings, *, kafka: bool = True) -> list[TableStatus]:
                         at = stored[tp]
                         lag = max(high - (at if at is not None else max(low, 0)), 0)
                         status.partitions.append(PartitionStatus(topic, tp[1], at, high, lag))
+            blocked = [g for g in conflicts if g.table == config.name]
+            status.schema_blocked = sum(g.count - g.replayed for g in blocked)
+            if status.schema_blocked:
+                status.schema_conflict = max(blocked, key=lambda g: g.count - g.replayed).error
             out.append(status)
     finally:
         if consumer is not None:

@@ -100,7 +100,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             s.files,
             s.lag,
             ", ".join(f"{p.topic}[{p.partition}] {p.lake_offset}/{p.high_watermark}" for p in s.partitions),
+            f"BLOCKED on a schema change: {s.schema_blocked} records ({s.schema_conflict})"
+            if s.schema_blocked
+            else "ok",
         )
         for s in statuses
     ]
-    print_rows(["table", "version", "rows", "files", "lag", "partitions (lake/high)"], rows, "table")
+    print_rows(["table", "version", "rows", "files", "lag", "partitions (lake/high)", "state"], rows, "table")

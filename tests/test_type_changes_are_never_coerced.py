@@ -1,0 +1,88 @@
+"""A source type change never changes a value silently: text is never read as a number ("00123"
+stays "00123", or the record waits in dead letters), a number is never truncated, a timestamp never
+becomes a date. Such records are dead letters with stage ``schema``; the worker first re-reads the
+table's schema from the Delta log (another worker may have changed it) and decodes them again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from test_debezium_types_decode_exactly import _decimal_field, _message, _unscaled
+from test_decode_debezium_envelopes import batch_of
+
+from lakeport.ingestion.arrow_types import castable
+from lakeport.ingestion.conflicts import kind
+from lakeport.ingestion.decode import DecodeOptions, decode
+
+TABLE = pa.schema([("id", pa.int64()), ("qty", pa.int64()), ("amount", pa.decimal128(12, 2)), ("day", pa.date32())])
+
+
+def _decode(fields: list[dict[str, Any]], after: dict[str, Any]) -> Any:
+    return decode(batch_of([_message(fields, after)], topic="shop.public.t"),
+                  options=DecodeOptions("debezium-json", TABLE))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ({"type": "string", "optional": True, "field": "qty"}, "00123"),  # ALTER … TYPE text
+        ({"type": "double", "optional": True, "field": "qty"}, 2.5),  # ALTER … TYPE double precision
+        (_decimal_field("amount", 18, 2), _unscaled(123456789012345)),  # more integer digits
+        (_decimal_field("amount", 12, 4), _unscaled(12345678)),  # more scale: 1234.5678
+        ({"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "field": "day"},
+         1_700_000_000_123_456),  # date → timestamp: never truncated to its day
+    ],
+    ids=["text-as-number", "fraction-as-int", "precision", "scale", "timestamp-as-date"],
+)  # fmt: skip
+def test_a_value_that_does_not_fit_its_column_is_a_schema_dead_letter(field: dict[str, Any], value: Any) -> None:
+    out = _decode([field], {field["field"]: value})
+    assert out.rows.num_rows == 0
+    (letter,) = out.dead_letters
+    assert letter.stage == "schema", letter.error
+
+
+def test_values_that_fit_exactly_land() -> None:
+    out = _decode([{"type": "double", "optional": True, "field": "qty"}], {"qty": 2.0})
+    assert out.dead_letters == () and out.rows["qty"].to_pylist() == [2]
+    out = _decode([_decimal_field("amount", 10, 2)], {"amount": _unscaled(12345)})
+    assert out.dead_letters == () and str(out.rows["amount"][0].as_py()) == "123.45"
+
+
+def test_only_the_conflicting_records_of_a_batch_are_dead_letters() -> None:
+    values = [json.dumps({"id": i, "qty": "00123" if i == 3 else i}).encode() for i in range(6)]
+    out = decode(batch_of(values, fmt="json", topic="t"), options=DecodeOptions("json", TABLE))
+    assert [d.message.offset for d in out.dead_letters] == [3]
+    assert out.rows["qty"].to_pylist() == [0, 1, 2, 4, 5]
+
+
+def test_kinds_of_numbers_and_text_never_mix() -> None:
+    assert castable(pa.int32(), pa.int64()) and castable(pa.float64(), pa.int64()) and castable(pa.null(), pa.string())
+    assert not castable(pa.string(), pa.int64()) and not castable(pa.int64(), pa.string())
+    assert not castable(pa.timestamp("us", tz="UTC"), pa.date32()) and castable(pa.date32(), pa.timestamp("us"))
+    assert kind("SchemaConflict: schema: column 'qty' is int64 in the table, the record has string") == kind(
+        "SchemaConflict: schema: column 'qty' is int64 in the table, the record has string")  # fmt: skip
+    assert "N" in kind("ArrowInvalid: Decimal value 123456789012345 does not fit in precision 12")
+
+
+def test_the_worker_decodes_again_after_rereading_the_schema(tmp_path: Path) -> None:
+    """Another worker widened the table (here: qty became text) after this one last read it."""
+    from deltalake import write_deltalake
+
+    from lakeport.ingestion.records import Batch, RawBatch
+    from lakeport.ingestion.worker import Worker
+    from lakeport.settings import Settings
+
+    settings = Settings(lake={"uri": str(tmp_path)}, tables=[{"name": "t", "topics": ["t"], "format": "json"}],
+                        kafka={"bootstrap_servers": "127.0.0.1:1"})  # fmt: skip
+    uri = settings.lake.table_uri("bronze", "t")
+    write_deltalake(uri, pa.table({"qty": pa.array([1], pa.int64())}))
+    worker = Worker(settings, once=True)
+    assert worker.tables.schema(uri).field("qty").type == pa.int64()  # type: ignore[union-attr]
+    write_deltalake(uri, pa.table({"qty": pa.array(["7"], pa.string())}), mode="overwrite", schema_mode="overwrite")
+    raw = RawBatch(topic="t", partition=0, offsets=[0], timestamps_ms=[0], keys=[None], values=[b'{"qty": "00123"}'])
+    decoded = worker._decode(Batch(table="t", format="json", parts=(raw,), ranges={("t", 0): (0, 0)}))
+    assert decoded.dead_letters == () and decoded.rows["qty"].to_pylist() == ["00123"]

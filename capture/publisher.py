@@ -129,6 +129,12 @@ class Publisher:
             self._snapshot()
 
     def _snapshot(self) -> None:
+        # The snapshot's time is the server's clock *before* the slot exists: every change the slot
+        # streams commits after it, so a history version opened by the snapshot never starts
+        # after the change that ends it (wall-clock time after the consistent point could).
+        with self._connect() as clock, clock.cursor() as cur:
+            cur.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+            now = int(cur.fetchone()[0])  # type: ignore[index]
         repl = self._connect(connection_factory=LogicalReplicationConnection)
         rcur = repl.cursor()
         rcur.execute(f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT")
@@ -141,7 +147,6 @@ class Publisher:
             # Snapshot rows sort before every streamed change of the slot, even one of a transaction
             # that began before the consistent point; the truncate that precedes them sorts first.
             start = pgoutput.parse_lsn(cur.fetchone()[0])
-        now = int(time.time() * 1000)
         database = self.source.postgres.database
         for rel in self.tables:
             topic, key, value = envelopes.change_event(

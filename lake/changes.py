@@ -81,18 +81,10 @@ def chunks(bronze: DeltaTable, start: int, end: int, *, name: str, max_rows: int
     yield Chunk(start=first, end=end, rows=read(bronze, first, end, name=name))
 
 
-def rewrites(table: DeltaTable, start: int, end: int) -> list[int]:
-    """Versions in ``start..end`` that rewrote the table to widen a column (:mod:`lake.evolve`)."""
-    latest = table.version()
-    entries = table.history(limit=max(latest - start + 1, 1))
-    return sorted(int(h["version"]) for h in entries
-                  if h.get(REWRITE_KEY) == "widen" and start <= int(h.get("version", -1)) <= end)  # fmt: skip
-
-
 def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
     """Rows appended to bronze in versions ``start..end`` (its change data feed)."""
     wanted = [n for n in pa.schema(bronze.schema().to_arrow()).names if n not in UNUSED]
-    rewritten = rewrites(bronze, start, end)
+    rewritten: set[int] = set()  # versions that removed rows: only a widening rewrite does (lake.evolve)
     try:
         reader = bronze.load_cdf(starting_version=start, ending_version=end, columns=[*wanted, *_CDF_COLUMNS])
         stream = pa.RecordBatchReader.from_stream(reader)
@@ -100,11 +92,10 @@ def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
         batches = []
         for batch in stream:  # a batch at a time: plain types and inserts only, so no second copy
             batch = batch.cast(schema) if batch.schema != schema else batch
-            keep = pc.equal(batch["_change_type"], "insert")
-            if rewritten:  # a widening rewrote the table: the same rows again, not new changes
-                keep = pc.and_(keep, pc.invert(pc.is_in(batch["_commit_version"], pa.array(rewritten, pa.int64()))))
-            batch = batch.filter(keep)
-            batches.append(batch.drop_columns([c for c in _CDF_COLUMNS if c in batch.schema.names]))
+            deleted = pc.equal(batch["_change_type"], "delete")
+            if pc.any(deleted).as_py():
+                rewritten |= set(pc.unique(batch["_commit_version"].filter(deleted)).to_pylist())
+            batches.append(batch.filter(pc.equal(batch["_change_type"], "insert")))
     except Exception as exc:
         text = str(exc)
         if "not found" in text.lower() or "no such file" in text.lower() or "404" in text:
@@ -116,7 +107,10 @@ def read(bronze: DeltaTable, start: int, end: int, *, name: str) -> pa.Table:
             ) from None
         raise TransientLakeError(f"could not read bronze's change feed: {text[:300]}", table=name) from None
     out = pa.schema([f for f in schema if f.name not in _CDF_COLUMNS])
-    return pa.Table.from_batches(batches, schema=out)
+    if rewritten:  # a widening rewrote bronze: its rows again, not new changes
+        again = pa.array(sorted(rewritten), pa.int64())
+        batches = [b.filter(pc.invert(pc.is_in(b["_commit_version"], again))) for b in batches]
+    return pa.Table.from_batches([b.select(out.names) for b in batches], schema=out)
 
 
 def _plain(dtype: pa.DataType) -> pa.DataType:

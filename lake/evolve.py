@@ -6,8 +6,8 @@ one, never half; every app transaction (Kafka offsets, silver watermarks) is kep
 overwrite does not remove them. A crash before the commit changes nothing; after it, the next
 writer finds the wider table. An append that committed meanwhile (with the old type) is caught by
 re-reading and rewriting again until no commit slipped between the read and the rewrite. The
-commit is marked (``lakeport.operation: widen``) so that readers of the change feed (silver) skip
-its rows: they are the same rows again, not new changes.
+commit is marked (``lakeport.operation: widen``); readers of the change feed (silver) skip
+its rows (the only bronze versions that remove rows): the same rows again, not new changes.
 """
 
 from __future__ import annotations

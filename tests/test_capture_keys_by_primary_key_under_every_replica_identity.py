@@ -21,19 +21,19 @@ pytestmark = [pytest.mark.stack]
 IDENTITIES = {"plain": "DEFAULT", "whole": "FULL", "indexed": "USING INDEX indexed_code"}
 
 
-def _records(state: StackState, topic: str) -> list[tuple[dict[str, Any], str | None]]:
-    """(key, op) of every record of a one-partition topic, in order (op None: a tombstone)."""
+def _records(state: StackState, topic: str) -> list[tuple[dict[str, Any], str | None, int | None]]:
+    """(key, op, source ts_ms) of every record of a one-partition topic, in order (op None: a tombstone)."""
     consumer = Consumer({"bootstrap.servers": state.kafka_bootstrap, "group.id": unique("probe-")})
     try:
         end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
         consumer.assign([TopicPartition(topic, 0, 0)])
-        out: list[tuple[dict[str, Any], str | None]] = []
+        out: list[tuple[dict[str, Any], str | None, int | None]] = []
         while len(out) < end:
             for msg in consumer.consume(500, 1.0):
                 if msg.error() is None:
                     value = json.loads(msg.value()) if msg.value() else None
-                    op = value["payload"]["op"] if value else None
-                    out.append((json.loads(msg.key() or b"null"), op))
+                    op, at = (value["payload"]["op"], value["payload"]["source"]["ts_ms"]) if value else (None, None)
+                    out.append((json.loads(msg.key() or b"null"), op, at))
         return out
     finally:
         consumer.close()
@@ -70,7 +70,10 @@ def test_capture_keys_by_primary_key_under_every_replica_identity(
     run_cli(["capture", "--once", "--config", str(config)], timeout=120)
     for name in IDENTITIES:
         records = _records(local_stack, f"{prefix}.public.{name}")
-        changes = [(k, op) for k, op in records if op != "t"]
+        changes = [(k, op) for k, op, _ in records if op != "t"]
+        snapshot = [at for _, op, at in records if op == "r"]
+        streamed_at = [at for _, op, at in records if op in ("c", "u", "d")]
+        assert snapshot and max(snapshot) <= min(streamed_at)  # the snapshot's time precedes every change
         assert all(k == {"id": k["id"]} for k, _ in changes), (name, changes)  # the primary key, only
         streamed = [(k["id"], op) for k, op in changes if op != "r"]
         if name == "indexed":  # the old image holds the index's columns, not the primary key (see below)

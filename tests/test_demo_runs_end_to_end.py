@@ -22,13 +22,18 @@ def number(text: str, pattern: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def test_demo_reconciles_shows_what_landed_and_stops_its_stack(tmp_path: Path) -> None:
-    env = {
+def _free_ports() -> dict[str, str]:
+    """The demo's config reads its ports from these: free ones, so a running stack never collides."""
+    return {
         "LAKEPORT_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LAKEPORT_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "LAKEPORT_PG_PORT": str(free_port()),
         "COLUMNS": "200",
     }
+
+
+def test_demo_reconciles_shows_what_landed_and_stops_its_stack(tmp_path: Path) -> None:
+    env = _free_ports()
     home = tmp_path / "demo"
     args = ["demo", "run", "--home", str(home), "--transactions", "800", "--config", str(ROOT / "lakeport.yaml")]
     out = run_cli(args, env=env, timeout=300).stdout
@@ -47,12 +52,7 @@ def test_demo_reconciles_shows_what_landed_and_stops_its_stack(tmp_path: Path) -
 
 def test_demo_with_debezium_on_apache_kafka_reconciles_and_stops_its_stack(tmp_path: Path) -> None:
     """``make demo KAFKA=apache DEBEZIUM=1``: the real connector in Kafka Connect replaces ``lakeport capture``."""
-    env = {
-        "LAKEPORT_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "LAKEPORT_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
-        "LAKEPORT_PG_PORT": str(free_port()),
-        "COLUMNS": "200",
-    }
+    env = _free_ports()
     home = tmp_path / "demo"
     args = ["demo", "run", "--home", str(home), "--transactions", "300", "--config", str(ROOT / "lakeport.yaml"),
             "--kafka", "apache", "--debezium"]  # fmt: skip

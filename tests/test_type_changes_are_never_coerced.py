@@ -1,7 +1,8 @@
 """A source type change never changes a value silently: text is never read as a number ("00123"
-stays "00123", or the record waits in dead letters), a number is never truncated, a timestamp never
-becomes a date. Such records are dead letters with stage ``schema``; the worker first re-reads the
-table's schema from the Delta log (another worker may have changed it) and decodes them again."""
+stays "00123", or the record waits in dead letters), a number never becomes text and is never
+truncated. Such records are dead letters with stage ``schema``; the worker first re-reads the
+table's schema from the Delta log (another worker may have changed it) and decodes them again. A
+lossless widening keeps the wider value (the table evolves: test_source_type_widening_…)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from lakeport.ingestion.arrow_types import castable
 from lakeport.ingestion.conflicts import kind
 from lakeport.ingestion.decode import DecodeOptions, decode
 
-TABLE = pa.schema([("id", pa.int64()), ("qty", pa.int64()), ("amount", pa.decimal128(12, 2)), ("day", pa.date32())])
+TABLE = pa.schema([("id", pa.int64()), ("qty", pa.int64()), ("amount", pa.decimal128(12, 2)), ("day", pa.date32()),
+                   ("note", pa.string())])  # fmt: skip
 
 
 def _decode(fields: list[dict[str, Any]], after: dict[str, Any]) -> Any:
@@ -30,19 +32,34 @@ def _decode(fields: list[dict[str, Any]], after: dict[str, Any]) -> Any:
     ("field", "value"),
     [
         ({"type": "string", "optional": True, "field": "qty"}, "00123"),  # ALTER … TYPE text
-        ({"type": "double", "optional": True, "field": "qty"}, 2.5),  # ALTER … TYPE double precision
-        (_decimal_field("amount", 18, 2), _unscaled(123456789012345)),  # more integer digits
-        (_decimal_field("amount", 12, 4), _unscaled(12345678)),  # more scale: 1234.5678
-        ({"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "field": "day"},
-         1_700_000_000_123_456),  # date → timestamp: never truncated to its day
+        ({"type": "boolean", "optional": True, "field": "qty"}, True),
+        ({"type": "int64", "optional": True, "field": "note"}, 42),  # a number where the column is text
+        (_decimal_field("amount", 12, 4), _unscaled(12345678)),  # more scale, fewer integer digits: 1234.5678
     ],
-    ids=["text-as-number", "fraction-as-int", "precision", "scale", "timestamp-as-date"],
+    ids=["text-as-number", "bool-as-number", "number-as-text", "scale-without-room"],
 )  # fmt: skip
 def test_a_value_that_does_not_fit_its_column_is_a_schema_dead_letter(field: dict[str, Any], value: Any) -> None:
     out = _decode([field], {field["field"]: value})
     assert out.rows.num_rows == 0
     (letter,) = out.dead_letters
     assert letter.stage == "schema", letter.error
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "wider"),
+    [
+        ({"type": "double", "optional": True, "field": "qty"}, 2.5, pa.float64()),  # ALTER … TYPE double precision
+        (_decimal_field("amount", 18, 2), _unscaled(123456789012345), pa.decimal128(18, 2)),  # more digits
+        ({"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "field": "day"},
+         1_700_000_000_123_456, pa.timestamp("us", tz="UTC")),  # date → timestamp
+    ],
+    ids=["int-to-double", "more-precision", "date-to-timestamp"],
+)  # fmt: skip
+def test_a_lossless_widening_keeps_the_wider_value_for_the_table_to_evolve(
+    field: dict[str, Any], value: Any, wider: pa.DataType
+) -> None:
+    out = _decode([field], {field["field"]: value})
+    assert out.dead_letters == () and out.rows.schema.field(field["field"]).type == wider
 
 
 def test_values_that_fit_exactly_land() -> None:

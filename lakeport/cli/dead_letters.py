@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Annotated
 
 import pyarrow.compute as pc
 import typer
 
-from lakeport.cli.options import ConfigOpt, JsonOpt, err, out, print_rows, settings_from
+from lakeport.cli.options import ConfigOpt, JsonOpt, err, iso_time, out, print_rows, settings_from
 
 TableOpt = Annotated[str | None, typer.Option("--table", help="only this table's dead letters")]
 
@@ -40,13 +39,7 @@ def replay(
     from lakeport.ingestion.replay import read_letters, replay_table
 
     settings = settings_from(config)
-    start = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            raise typer.BadParameter(f"--since: not an ISO time: {since!r}") from None
-        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    start = iso_time(since, option="--since") if since else None
     letters = read_letters(settings, table=table, since=start, error_like=error_like)
     names = sorted(set(letters["table_name"].to_pylist()))
     unknown = [n for n in names if not any(t.name == n for t in settings.tables)]

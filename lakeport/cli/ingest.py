@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lakeport.cli.options import ConfigOpt, JsonOpt, err, out, print_rows, settings_from
+from lakeport.cli.options import ConfigOpt, JsonOpt, err, iso_time, out, print_rows, settings_from
 from lakeport.settings import ConfigError
 from lakeport.settings import log as logging
 from lakeport.settings.runtime import tune_memory
@@ -38,13 +38,7 @@ def ingest(
     logging.configure(json=log_json)
     settings = settings_from(config)
     if from_timestamp:
-        from datetime import UTC, datetime
-
-        try:
-            start = datetime.fromisoformat(from_timestamp.replace("Z", "+00:00"))
-        except ValueError:
-            raise typer.BadParameter(f"--from-timestamp: not an ISO time: {from_timestamp!r}") from None
-        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        start = iso_time(from_timestamp, option="--from-timestamp")
         settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"from_timestamp": start})})
     tune_memory()
     try:

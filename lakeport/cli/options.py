@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +45,15 @@ def settings_from(config: Path | None) -> Settings:
     secrets += [*settings.alerts.secrets(), settings.security.hash_salt.get_secret_value()]
     logging.register_secrets(secrets)
     return settings
+
+
+def iso_time(text: str, *, option: str) -> datetime:
+    """An ISO 8601 time from the command line (``Z`` accepted, UTC when it names no zone)."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{option}: not an ISO time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def jsonable(value: Any) -> Any:

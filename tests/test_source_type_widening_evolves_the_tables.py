@@ -46,7 +46,8 @@ def _event(types: dict[str, Any], op: str, row: dict[str, Any], lsn: int) -> byt
     image = {"type": "struct", "optional": True, "name": "shop.public.items.Value", "fields": fields}
     schema = {"type": "struct", "name": "shop.public.items.Envelope", "fields": [
         {**image, "field": "before"}, {**image, "field": "after"},
-        {"type": "struct", "field": "source", "fields": [{"type": "int64", "field": "lsn"}, {"type": "int64", "field": "ts_ms"}]},
+        {"type": "struct", "field": "source",
+         "fields": [{"type": "int64", "field": "lsn"}, {"type": "int64", "field": "ts_ms"}]},
         {"type": "string", "field": "op"}]}  # fmt: skip
     payload = {"before": None, "after": row, "source": {"lsn": lsn, "ts_ms": lsn}, "op": op}
     return json.dumps({"schema": schema, "payload": payload}).encode()
@@ -75,7 +76,7 @@ def test_a_wider_source_type_evolves_bronze_silver_and_history(tmp_path: Path) -
     _land(settings, [_event(AFTER, "u", wide, 20)], 3)  # after ALTER TABLE items ALTER … TYPE …
     results = refresh_silver(settings)
     assert not failed(results)
-    current = [r for r in results if r["kind"] == "current"][0]
+    current = next(r for r in results if r["kind"] == "current")
     assert current["changes"] == 1 and current["stale"] == 0  # the rewrite's rows are not changes
 
     bronze = read_table(settings.lake.table_uri("bronze", "items"))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import decimal
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -70,8 +72,8 @@ def canonical(value: Any, pg_type: str) -> str:
         return json.dumps(json.loads(value) if isinstance(value, str) else value, sort_keys=True)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+    if isinstance(value, Decimal):  # normalised exactly: the default context would round to 28 digits
+        return format(value.normalize(_EXACT), "f")
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, dt.datetime):
@@ -79,11 +81,35 @@ def canonical(value: Any, pg_type: str) -> str:
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, dt.time):  # time: as is; timetz: in UTC, as Debezium's ZonedTime
+        if value.tzinfo is not None:
+            moved = dt.datetime.combine(dt.date(2000, 1, 3), value).astimezone(dt.UTC)
+            return moved.time().isoformat(timespec="microseconds") + "Z"
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dt.timedelta):  # interval: exact microseconds either way
+        return str((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds)
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
+    if isinstance(value, list):
+        return json.dumps([canonical(v, pg_type.removesuffix("[]")) for v in value])
     return str(value)
 
 
+_ISO_DURATION = re.compile(r"(-?)P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.(\d{1,6}))?S)?)?")
+
+
+def _duration(text: str) -> dt.timedelta | str:
+    """An exact ISO-8601 day-time duration (Lakeport's decoding of MicroDuration) as a timedelta."""
+    found = _ISO_DURATION.fullmatch(text)
+    if found is None:
+        return text
+    sign, days, hours, minutes, seconds, fraction = found.groups()
+    micros = ((int(days or 0) * 24 + int(hours or 0)) * 60 + int(minutes or 0)) * 60 + int(seconds or 0)
+    micros = micros * 1_000_000 + int((fraction or "0").ljust(6, "0"))
+    return dt.timedelta(microseconds=-micros if sign else micros)
+
+
+_EXACT = decimal.Context(prec=1000)
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_TYPES = {
     "date": lambda days: dt.date(1970, 1, 1) + dt.timedelta(days=days),  # io.debezium.time.Date
@@ -101,6 +127,10 @@ def _typed(text: str, pg_type: str) -> Any:
             return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         if pg_type == "date":
             return dt.date.fromisoformat(text)
+        if pg_type.startswith("time"):  # HH:MM:SS.ffffff, or ZonedTime's …Z
+            return dt.time.fromisoformat(text.replace("Z", "+00:00"))
+        if pg_type == "interval":
+            return _duration(text)
     except (ValueError, ArithmeticError, binascii.Error):
         pass
     return text

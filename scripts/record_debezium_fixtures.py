@@ -32,9 +32,31 @@ from lakeport.dev.oltp import apply_schema, run_workload  # noqa: E402
 from lakeport.dev.processes import free_port, stop  # noqa: E402
 
 TABLES = ["public.orders", "public.customers", "public.attachments", "public.audits"]
+# Every type the issues name, at its edges: decimals beyond 28 and 38 digits, scale above
+# precision, a negative scale, numeric without precision, times, intervals, arrays, uuid, bytea.
+ZOO = """
+CREATE TABLE zoo (id int PRIMARY KEY, big numeric(41,2), wide numeric(38,2), tiny numeric(5,6),
+  rounded numeric(5,-2), free numeric, t time, tz timetz, span interval, blob bytea, u uuid, doc jsonb,
+  tags text[], nums int[], at timestamptz, day date, flag boolean, r real, d double precision,
+  s smallint, c char(3), v varchar(20));
+INSERT INTO zoo VALUES
+  (1, 123456789012345678901234567890123456789.25, 123456789012345678901234567890123456.78, 0.012345,
+   1234500, -12.345000000000000000000000000000001, '13:45:07.123456', '13:45:07.5+02',
+   '1 day 01:02:03.000004', '\\x00ff10', gen_random_uuid(), '{"a": [1, 2]}', '{x,y}', '{1,2,3}',
+   '2026-01-02 03:04:05.678901+00', '2026-01-02', true, 1.5, 2.25, 7, 'EUR', 'hello'),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL);
+"""
+ZOO_LATER = """
+INSERT INTO zoo VALUES (3, -99999999999999999999999999999999999999.99, -0.01, 0.000001, -100, 1e-40,
+  '00:00:00', '23:59:59.999999-05', '-3 days 00:00:00.5', '\\x', gen_random_uuid(), '[]', '{}', '{-1}',
+  '1970-01-01 00:00:00+00', '1970-01-01', false, -0.25, 1e300, -32768, 'X', '');
+UPDATE zoo SET free = 3.14159265358979323846264338327950288419716939937510, span = '12:00:00' WHERE id = 1;
+DELETE FROM zoo WHERE id = 2;
+"""
 
 
-def source_state(dsn: str) -> dict[str, object]:
+def source_state(dsn: str, tables: list[str]) -> dict[str, object]:
     """Each captured table's final state in PostgreSQL: columns with their types, and every row
     in reconcile's canonical text form, keyed by the primary key."""
     import psycopg2
@@ -43,7 +65,7 @@ def source_state(dsn: str) -> dict[str, object]:
 
     state: dict[str, object] = {}
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        for table in TABLES:
+        for table in tables:
             schema, name = table.split(".")
             cur.execute(_COLUMNS, (schema, name))
             columns = [(c, t) for c, t in cur.fetchall()]
@@ -62,12 +84,15 @@ VARIANTS = {  # variant -> (the JSON converter's schemas, extra connector settin
     # Avro in Confluent's wire format through Apicurio's converter and the stack's registry (values
     # and keys stored base64; the schemas by id in the header)
     "avro": (True, {"avro": "true"}),
+    # a table of every type at its edges (ZOO), snapshot and streamed
+    "types": (True, {"zoo": "true"}),
 }
 
 
 def record(variant: str, home: Path, pg_port: int, kafka: str, registry: int) -> None:
     schemas, extra = VARIANTS[variant]
-    avro = extra.get("avro") == "true"
+    avro, zoo = extra.get("avro") == "true", extra.get("zoo") == "true"
+    tables = [*TABLES, "public.zoo"] if zoo else TABLES
     db = f"fx_{variant.replace('-', '_')}"
     postgres.create_database(pg_port, db)
     dsn = postgres.dsn(pg_port, database=db)
@@ -75,18 +100,21 @@ def record(variant: str, home: Path, pg_port: int, kafka: str, registry: int) ->
     import psycopg2
 
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(EXTRA)
+        cur.execute(EXTRA + (ZOO if zoo else ""))
     run_workload({"dsn": dsn}, transactions=60, seed=1)
     prefix = f"fx{variant.replace('-', '')}"
     connectors = jvm.debezium_connectors(prefix, port=pg_port, database=db, user=postgres.DEV_USER,
-                                         password=postgres.DEV_PASSWORD, tables=TABLES, schemas=schemas)  # fmt: skip
-    connectors[0].update(jvm.avro_converters(registry) if avro else extra)
+                                         password=postgres.DEV_PASSWORD, tables=tables, schemas=schemas)  # fmt: skip
+    connectors[0].update(jvm.avro_converters(registry) if avro else {k: v for k, v in extra.items() if k != "zoo"})
     service = jvm.start_connect(home / variant, bootstrap=kafka, connectors=connectors,
                                 deadline=time.monotonic() + 120)  # fmt: skip
     try:
         wait_for_slots(dsn, prefix)
         run_workload({"dsn": dsn}, transactions=60, seed=2)
         _edge_cases(dsn, random.Random(5))
+        if zoo:
+            with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+                cur.execute(ZOO_LATER)
         time.sleep(8)
     finally:
         stop(service)
@@ -110,7 +138,7 @@ def record(variant: str, home: Path, pg_port: int, kafka: str, registry: int) ->
     consumer.close()
     header = {"debezium": "3.6.1.Final", "kafka": "4.3.1", "connectors": "infra/debezium/*.json",
               "value.converter.schemas.enable": schemas, "records": len(records), "extra": extra,
-              "source": source_state(dsn)}  # fmt: skip
+              "source": source_state(dsn, tables)}  # fmt: skip
     if avro:  # every schema the records name, so that tests need no registry
         ids = {int.from_bytes(base64.b64decode(r[f])[1:5], "big") for r in records for f in ("key", "value")
                if r[f] and not r["topic"].startswith("shop_events")}  # fmt: skip

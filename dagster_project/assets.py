@@ -84,8 +84,13 @@ _METADATA = {  # result field -> metadata entry, per kind
         "keys": "keys_changed",
         "stale": "stale_changes",
         "files_rewritten": "files_rewritten",
+        "toast_unavailable": "toast_values_unknown",
     },
-    "history": {"versions_opened": "versions_opened", "versions_closed": "versions_closed"},
+    "history": {
+        "versions_opened": "versions_opened",
+        "versions_closed": "versions_closed",
+        "toast_unavailable": "toast_values_unknown",
+    },
     "events": {"changes": "changes", "keys": "new_events", "stale": "duplicates"},
 }
 

@@ -13,22 +13,24 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from lakeport.ingestion.records import DeadLetter, Record
+from lakeport.ingestion.records import DeadLetter, Record, key_column
 
 TABLE = "dead_letters"
 LAYER = "ops"
+HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))  # the record's Kafka headers
 SCHEMA = pa.schema(
     [
         ("_topic", pa.string()),
         ("_partition", pa.int32()),
         ("_offset", pa.int64()),
         ("_timestamp", pa.timestamp("us", tz="UTC")),
-        ("_key", pa.string()),
+        ("_key", pa.binary()),
         ("_value", pa.binary()),
         ("table_name", pa.string()),
         ("stage", pa.string()),
         ("error", pa.string()),
         ("_ingested_at", pa.timestamp("us", tz="UTC")),
+        ("_headers", HEADERS),
     ]
 )
 
@@ -43,12 +45,13 @@ def to_table(letters: Sequence[DeadLetter], *, now: datetime) -> pa.Table:
             "_timestamp": pa.array([x.timestamp_ms for x in m], pa.int64())
             .cast(pa.timestamp("ms", tz="UTC"))
             .cast(SCHEMA.field("_timestamp").type),
-            "_key": [None if x.key is None else x.key.decode("utf-8", "backslashreplace") for x in m],
+            "_key": key_column([x.key for x in m]),
             "_value": pa.array([x.value for x in m], pa.binary()),
             "table_name": [d.table for d in letters],
             "stage": [d.stage for d in letters],
             "error": [d.error[:2000] for d in letters],
             "_ingested_at": pa.array([now] * len(letters), SCHEMA.field("_ingested_at").type),
+            "_headers": pa.array([[{"key": k, "value": v} for k, v in x.headers] or None for x in m], HEADERS),
         },
         schema=SCHEMA,
     )

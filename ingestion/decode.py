@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from lakeport.ingestion import arrow_types, connect_types, debezium, fast_decode, precheck
-from lakeport.ingestion.records import META_COLUMNS, OLD_KEY, Batch, DeadLetter, Decoded
+from lakeport.ingestion.records import KEY, META_COLUMNS, OLD_KEY, Batch, DeadLetter, Decoded, key_column
 
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
 _BLOCK = 8 << 20
@@ -228,17 +228,6 @@ def _rename_reserved(rows: pa.Table, fmt: str) -> pa.Table:
     return rows.rename_columns(names) if names != rows.column_names else rows
 
 
-def _keys(keys: list[bytes | None]) -> pa.Array:
-    arr = pa.array(keys, pa.binary())
-    try:
-        return arr.cast(pa.string())
-    except pa.ArrowInvalid:
-        return pa.array(
-            [None if k is None else k.decode("utf-8", "backslashreplace") for k in keys],
-            pa.string(),
-        )
-
-
 def _metadata(batch: Batch, take: list[int], now: datetime) -> pa.Table:
     topics, parts, offsets, stamps, keys = [], [], [], [], []
     for part in batch.parts:
@@ -263,7 +252,7 @@ def _metadata(batch: Batch, take: list[int], now: datetime) -> pa.Table:
             "_timestamp": pa.array(stamps, pa.int64())
             .cast(pa.timestamp("ms", tz="UTC"))
             .cast(pa.timestamp("us", tz="UTC")),
-            "_key": _keys(keys),
+            KEY: key_column(keys),
             "_ingested_at": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n),
         }
     )

@@ -33,7 +33,15 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lakeport.ingestion import arrow_types, dead_letters, offsets
-from lakeport.ingestion.records import CommitResult, DeadLetter, Decoded, RawMessage, Record
+from lakeport.ingestion.records import (
+    CommitResult,
+    DeadLetter,
+    Decoded,
+    RawMessage,
+    Record,
+    key_bytes,
+    keys_as_stored,
+)
 from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.settings import Settings
 
@@ -55,11 +63,12 @@ class Lander:
         start, now = time.monotonic(), datetime.now(UTC)
         uri = self.settings.lake.table_uri("bronze", batch.table)
         table = self.writer.open_or_create(uri, batch.rows.schema, options=self.write_options(batch.table))
-        wider = arrow_types.widenings(pa.schema(table.schema().to_arrow()), batch.rows.schema)  # type: ignore[arg-type]
+        stored = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
+        wider = arrow_types.widenings(stored, batch.rows.schema)
         if wider:  # a source type change to a wider type: the table evolves first (one commit)
             self.writer.widen(uri, wider, table=batch.table)
         landed = offsets.landed(table, batch.ranges)
-        rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
+        rows, skipped = offsets.drop_landed(keys_as_stored(batch.rows, stored), landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
         letters, version = list(batch.dead_letters), None
         if todo:
@@ -118,7 +127,7 @@ class Lander:
         fresh = [d for d in letters if d.record not in held and (d.message.topic, d.message.partition) in mine]
         if fresh:
             table = self.writer.open_or_create(uri, dead_letters.SCHEMA)
-            rows = dead_letters.to_table(fresh, now=now)
+            rows = keys_as_stored(dead_letters.to_table(fresh, now=now), pa.schema(table.schema().to_arrow()))  # type: ignore[arg-type]
             ranges = {tp: (todo[tp][0], max(todo[tp][1], marks.get(tp) or -1)) for tp in mine}  # never backwards
             self.writer.append(uri, rows, transactions=offsets.transactions(ranges, app=app),
                                table_name="ops.dead_letters")  # fmt: skip
@@ -135,7 +144,7 @@ def _rejected(table: str, rows: pa.Table, error: str) -> list[DeadLetter]:
             partition=row["_partition"],
             offset=row["_offset"],
             timestamp_ms=None,
-            key=None if row["_key"] is None else str(row["_key"]).encode(),
+            key=key_bytes(row["_key"]),
             value=json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode(),
         )
         out.append(DeadLetter(table=table, message=message, error=error, stage="write"))

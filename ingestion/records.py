@@ -27,6 +27,27 @@ TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unc
 OLD_KEY = "_old_key"
 REPLAYED_FROM = "_replayed_from"  # a row replayed from ops.dead_letters: its topic[partition]@offset
 BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS, OLD_KEY, REPLAYED_FROM))
+KEY = "_key"  # the Kafka key's bytes as they arrived, whatever they hold (JSON, Avro, text, anything)
+
+
+def key_column(keys: Sequence[bytes | None]) -> pa.Array:
+    return pa.array(keys, pa.binary())
+
+
+def keys_as_stored(rows: pa.Table, stored: pa.Schema | None) -> pa.Table:
+    """``rows`` with ``_key`` as the table stores it. Tables made before ``_key`` kept bytes hold
+    text: their keys stay text (UTF-8; bytes that are not become backslash escapes, as then)."""
+    if stored is None or KEY not in rows.column_names or KEY not in stored.names:
+        return rows
+    if not pa.types.is_string(stored.field(KEY).type) or not pa.types.is_binary(rows.schema.field(KEY).type):
+        return rows
+    text = [None if k is None else k.decode("utf-8", "backslashreplace") for k in rows[KEY].to_pylist()]
+    return rows.set_column(rows.column_names.index(KEY), KEY, pa.array(text, pa.string()))
+
+
+def key_bytes(value: bytes | str | None) -> bytes | None:
+    """A stored ``_key`` back as bytes (text in tables made before it kept bytes)."""
+    return value.encode() if isinstance(value, str) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +60,7 @@ class RawMessage:
     timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # kept with a dead letter, so a replay sees them
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +98,7 @@ class RawBatch:
             self.timestamps_ms[i],
             self.keys[i],
             self.values[i],
+            tuple((k, None if v is None else bytes(v)) for k, v in self.headers(i)),
         )
 
 

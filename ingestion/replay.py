@@ -39,7 +39,7 @@ from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.errors import TransientError
 from lakeport.ingestion.guard import GuardOptions, guard
 from lakeport.ingestion.landing import Lander
-from lakeport.ingestion.records import REPLAYED_FROM, Batch, RawBatch
+from lakeport.ingestion.records import REPLAYED_FROM, Batch, RawBatch, key_bytes, keys_as_stored
 from lakeport.ingestion.writer import DeltaWriter
 from lakeport.settings import Settings
 
@@ -150,7 +150,7 @@ def _replay_once(settings: Settings, table: str, letters: pa.Table, not_replayab
         decoded = guard(batch, decoded, options=GuardOptions.of(settings, table, known))
         for d in decoded.dead_letters:
             errors[d.error[:160]] = errors.get(d.error[:160], 0) + 1
-        rows = decoded.rows
+        rows = keys_as_stored(decoded.rows, known)
         ids = pa.array(_ids(rows), pa.string())
         if REPLAYED_FROM in rows.column_names:  # decoded against a table that has the column already
             rows = rows.set_column(rows.column_names.index(REPLAYED_FROM), REPLAYED_FROM, ids)
@@ -176,21 +176,34 @@ def _batch(table: str, fmt: str, letters: pa.Table) -> Batch:
     """The records as the source would hand them over: one run per topic-partition, by offset."""
     letters = letters.sort_by([("_topic", "ascending"), ("_partition", "ascending"), ("_offset", "ascending")])
     cols = {c: letters[c].to_pylist() for c in ("_topic", "_partition", "_offset", "_timestamp", "_key", "_value")}
+    headers = letters["_headers"].to_pylist() if "_headers" in letters.column_names else [None] * letters.num_rows
     parts: list[RawBatch] = []
     ranges: dict[tuple[str, int], tuple[int, int]] = {}
     for i in range(letters.num_rows):
         tp = (cols["_topic"][i], cols["_partition"][i])
         if not parts or (parts[-1].topic, parts[-1].partition) != tp:
-            parts.append(RawBatch(topic=tp[0], partition=tp[1], offsets=[], timestamps_ms=[], keys=[], values=[]))
+            parts.append(RawBatch(topic=tp[0], partition=tp[1], offsets=[], timestamps_ms=[], keys=[], values=[],
+                                  client_messages=[]))  # fmt: skip
         part, at = parts[-1], cols["_timestamp"][i]
         part.offsets.append(cols["_offset"][i])
         part.timestamps_ms.append(None if at is None else int(at.timestamp() * 1000))
-        part.keys.append(None if cols["_key"][i] is None else cols["_key"][i].encode())
+        part.keys.append(key_bytes(cols["_key"][i]))
         part.values.append(cols["_value"][i])
+        part.client_messages.append(_Headers([(h["key"], h["value"]) for h in headers[i] or ()]))  # type: ignore[attr-defined]
         first, _ = ranges.get(tp, (cols["_offset"][i], 0))
         ranges[tp] = (first, cols["_offset"][i])
     return Batch(table=table, format=fmt, parts=tuple(parts), ranges=ranges,
                  raw_bytes=sum(len(v or b"") for v in cols["_value"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Headers:
+    """A stored record's headers, asked for as the Kafka client's message would be."""
+
+    stored: list[tuple[str, bytes | None]]
+
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return self.stored
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ T = TypeVar("T")
 KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_offset")
 # a change's source position: the LSN; a source without one is ordered by Kafka offset
 POSITION = "coalesce(_source_lsn, _offset)"
+MARKS_TYPE = pa.list_(pa.string())  # of ``_toast_unavailable``
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
 UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
 CHUNK_ROWS = 200_000  # change rows read per chunk: memory stays bounded whatever the backlog
@@ -149,6 +150,33 @@ def placeholder(column: pa.Field, schema: pa.Schema, *, alias: str = "") -> str 
     if TOAST_MARKS in schema.names:
         tests.append(f"coalesce(list_contains({alias}{TOAST_MARKS}, {literal(column.name)}), false)")
     return " OR ".join(f"({t})" for t in tests) or None
+
+
+def placeholder_tests(schema: pa.Schema, columns: Sequence[str]) -> dict[str, str]:
+    """Column -> SQL true where it holds the placeholder, for the ``columns`` that can hold one."""
+    tests = {c: placeholder(schema.field(c), schema) for c in columns if c in schema.names}
+    return {c: t for c, t in tests.items() if t}
+
+
+def fills(tests: dict[str, str], window: str, *, marked: bool) -> str:
+    """SQL ``* REPLACE (…)`` list: each column whose placeholder test (``tests``: column -> SQL)
+    is true takes the key's previous value over ``window``; ``_toast_unavailable`` lists the
+    columns that found none (left NULL: the value is not known, never the placeholder), NULL when
+    every value was found. ``marked``: the relation has that column already (else it is added)."""
+    found = {c: f"last_value(CASE WHEN NOT coalesce({t}, false) AND _op <> 'd' THEN {quote(c)} END IGNORE NULLS) "
+                f"OVER {window}" for c, t in tests.items()}  # fmt: skip
+    replace = [f"CASE WHEN coalesce({t}, false) THEN {found[c]} ELSE {quote(c)} END AS {quote(c)}"
+               for c, t in tests.items()]  # fmt: skip
+    missing = f"list_filter([{', '.join(f'CASE WHEN coalesce({t}, false) AND {found[c]} IS NULL THEN {literal(c)} END' for c, t in tests.items())}], x -> x IS NOT NULL)"  # noqa: E501
+    marks = f"CASE WHEN len({missing}) > 0 THEN {missing} END AS {TOAST_MARKS}"
+    return f"* REPLACE ({', '.join([*replace, marks] if marked else replace)})" + ("" if marked else f", {marks}")
+
+
+def unavailable(rows: pa.Table) -> int:
+    """Values left NULL because their unchanged-TOAST value was not known (listed in the marks)."""
+    if TOAST_MARKS not in rows.column_names or not rows.num_rows:
+        return 0
+    return int(pc.sum(pc.list_value_length(rows[TOAST_MARKS])).as_py() or 0)
 
 
 def scope_id(name: str, scope: dict[str, str], *, app: str) -> str:

@@ -94,6 +94,8 @@ def decide(
         data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__stale", "__exists")]
         out = data + [c for c in cf.KEPT_META if c in schema.names]
         filled = _fill_placeholders(con, schema, data, key, silver)
+        if cf.TOAST_MARKS in con.execute(f"SELECT * FROM {filled} LIMIT 0").to_arrow_table().schema.names:
+            out.append(cf.TOAST_MARKS)  # the columns whose unchanged-TOAST value is not known
         winners = con.execute(f"""
             SELECT {", ".join(quote(c) for c in out)}, __pos, __exists FROM (
                 SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY __pos DESC) AS __rn
@@ -119,8 +121,9 @@ def decide(
 def _typed(winners: pa.Table) -> pa.Table:
     """Metadata columns with their fixed types (a chunk of nulls would otherwise be typed null)."""
     for i, f in enumerate(winners.schema):
-        if f.name in _META_TYPES and f.type != _META_TYPES[f.name]:
-            winners = winners.set_column(i, f.name, winners[f.name].cast(_META_TYPES[f.name]))
+        wanted = _META_TYPES.get(f.name, cf.MARKS_TYPE if f.name == cf.TOAST_MARKS else None)
+        if wanted is not None and f.type != wanted:
+            winners = winners.set_column(i, f.name, winners[f.name].cast(wanted))
     return winners
 
 
@@ -164,8 +167,7 @@ def _fill_placeholders(
     """The relation to pick winners from: fresh changes whose unchanged-TOAST placeholders took
     the key's previous value (an earlier change of the chunk, else silver's row; none: NULL).
     Silver's whole rows are read only for the keys that carry a placeholder."""
-    tests = {c: cf.placeholder(schema.field(c), schema) for c in data}
-    tests = {c: t for c, t in tests.items() if t}
+    tests = cf.placeholder_tests(schema, data)
     keys = ", ".join(quote(k) for k in key)
     hit = " OR ".join(f"coalesce({t}, false)" for t in tests.values())
     if not tests or not con.execute(f"SELECT count(*) FROM st WHERE NOT __stale AND ({hit})").fetchone()[0]:  # type: ignore[index]
@@ -187,14 +189,7 @@ def _fill_placeholders(
             source = "(SELECT *, coalesce(_source_lsn, _offset) AS __pos FROM oldcur)"
             union += " UNION ALL BY NAME " + rekey.earlier_images(source, key, flag="__is_cur")
     window = f"(PARTITION BY {keys} ORDER BY __pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    replaced = ", ".join(
-        f"CASE WHEN coalesce({t}, false) THEN last_value(CASE WHEN NOT coalesce({t}, false) AND _op <> 'd' "
-        f"THEN {quote(c)} END IGNORE NULLS) OVER {window} ELSE {quote(c)} END AS {quote(c)}"
-        for c, t in tests.items()
-    )
-    con.execute(f"""
-        CREATE TABLE filled AS SELECT * REPLACE ({replaced}) FROM (
-            SELECT *, NULL::BOOLEAN AS __is_cur FROM st WHERE NOT __stale {union}
-        )
-    """)
+    con.execute(f"CREATE VIEW unfilled AS SELECT *, NULL::BOOLEAN AS __is_cur FROM st WHERE NOT __stale {union}")
+    marked = cf.TOAST_MARKS in con.execute("SELECT * FROM unfilled LIMIT 0").to_arrow_table().schema.names
+    con.execute(f"CREATE TABLE filled AS SELECT {cf.fills(tests, window, marked=marked)} FROM unfilled")
     return "(SELECT * FROM filled WHERE __is_cur IS NULL)"

@@ -61,6 +61,7 @@ class HistoryResult:
     seconds: float
     versions_closed: int = 0  # stored versions whose validity this run changed
     chunks: int = 0
+    toast_unavailable: int = 0  # values of new versions left NULL: unchanged TOAST with no earlier value
 
 
 def app_id(name: str) -> str:
@@ -103,6 +104,7 @@ def apply_history(
         seconds=time.monotonic() - started,
         versions_closed=cf.total(done, "closed"),
         chunks=len(done),
+        toast_unavailable=cf.total(done, "unavailable"),
     )
 
 
@@ -144,7 +146,7 @@ def _apply_chunk(
         history = cf.create_once(history_uri, out.schema, storage_options=opts, name=name)
     elif out.num_rows:  # a column bronze widened (a source type change): history first (evolve)
         evolve.widen_to(history, out.schema)
-    opened = closed = 0
+    opened = closed = unavailable = 0
     if (versions is not None and versions.num_rows) or truncates:
         source = versions if versions is not None else _VERSION_TYPES.empty_table()
         on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key)
@@ -165,11 +167,13 @@ def _apply_chunk(
         if versions is not None:
             opened = int(pa.compute.sum(versions["__new"]).as_py() or 0)
             closed = versions.num_rows - opened
+            unavailable = cf.unavailable(versions.filter(versions["__new"]))
     cf.record_progress(history, txns)
     return {
         "rows": chunk.rows.num_rows,
         "opened": opened,
         "closed": closed,
+        "unavailable": unavailable,
         "end": chunk.end,
         "version": history.version(),
     }
@@ -212,17 +216,11 @@ def _chain(
         ev_schema = con.execute("SELECT * FROM events LIMIT 0").to_arrow_table().schema
         window = f"PARTITION BY {keycols} ORDER BY __pos"
         before = f"({window} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-        fills = []
-        for c in data:
-            test = cf.placeholder(ev_schema.field(c), ev_schema) if c in ev_schema.names else None
-            if test:
-                fills.append(
-                    f"CASE WHEN coalesce({test}, false) THEN last_value(CASE WHEN NOT coalesce({test}, false) "
-                    f"AND _op <> 'd' THEN {quote(c)} END IGNORE NULLS) OVER {before} ELSE {quote(c)} END AS {quote(c)}"
-                )
-        replace = f"REPLACE ({', '.join(fills)})" if fills else ""
-        con.execute(f"CREATE TABLE filled AS SELECT * {replace} FROM events")  # then the old keys' images go
+        tests = cf.placeholder_tests(ev_schema, data)
+        filling = cf.fills(tests, before, marked=cf.TOAST_MARKS in ev_schema.names) if tests else "*"
+        con.execute(f"CREATE TABLE filled AS SELECT {filling} FROM events")  # then the old keys' images go
         con.execute("DELETE FROM filled WHERE __moved")
+        marked = cf.TOAST_MARKS in con.execute("SELECT * FROM filled LIMIT 0").to_arrow_table().schema.names
         scope_match = " AND ".join(f"t.{quote(s)} = e.{quote(s)}" for s in scope) or "true"
         versions = con.execute(f"""
             WITH e AS (
@@ -241,7 +239,7 @@ def _chain(
                 FROM e
             )
             SELECT {select}, __ts AS valid_from, valid_to, valid_to IS NULL AS is_current, _op, _source_lsn, _offset,
-                   __pos, NOT __stored AS __new
+                   __pos, NOT __stored AS __new{f", {cf.TOAST_MARKS}" if marked else ""}
             FROM v
             WHERE _op <> 'd' AND (NOT __stored OR valid_to IS DISTINCT FROM __old_to)
         """).to_arrow_table()

@@ -22,19 +22,29 @@ from lakeport.lake.tables import literal, quote
 
 def moved(con: duckdb.DuckDBPyConnection, relation: str, key: Sequence[str]) -> pa.Table | None:
     """Note (as table ``__moved``) the rows of ``relation`` that moved from an old key; return the
-    distinct old keys, typed like ``key`` (None: no row moved)."""
+    distinct old keys, typed like ``key`` (None: no row moved).
+
+    The old key is read from the header's JSON (a Connect ``{"schema", "payload"}`` envelope is
+    opened) and each field is cast to its key column's type: old and new keys are then compared
+    typed, as silver compares every key. A header that is not JSON, or lacks a key field, names
+    no old key (the placeholder stays NULL, as for any key whose value is not known)."""
     names = con.execute(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema.names
     if OLD_KEY not in names:
         return None
     keys = ", ".join(quote(k) for k in key)
-    con.execute(f"CREATE OR REPLACE TABLE __moved AS SELECT DISTINCT {keys}, __pos AS __at, {OLD_KEY} "
+    con.execute(f"CREATE OR REPLACE TABLE __moved AS SELECT DISTINCT {keys}, __pos AS __at, {_OLD_JSON} AS __old "
                 f"FROM {relation} WHERE {OLD_KEY} IS NOT NULL")  # fmt: skip
     if not con.execute("SELECT count(*) FROM __moved").fetchone()[0]:  # type: ignore[index]
         return None
     types = con.execute(f"SELECT {', '.join(f'typeof({quote(k)})' for k in key)} FROM __moved LIMIT 1").fetchone()
     assert types is not None
-    old = ", ".join(f"TRY_CAST({_field(k)} AS {t}) AS {quote(k)}" for k, t in zip(key, types, strict=True))
-    return con.execute(f"SELECT DISTINCT {old} FROM __moved m").to_arrow_table()
+    typed = ", ".join(
+        f"TRY_CAST({_field(k)} AS {t}) AS {_old(i)}" for i, (k, t) in enumerate(zip(key, types, strict=True))
+    )
+    found = " AND ".join(f"{_old(i)} IS NOT NULL" for i in range(len(key)))
+    con.execute(f"CREATE OR REPLACE TABLE __moved AS SELECT * FROM (SELECT *, {typed} FROM __moved) WHERE {found}")
+    old = ", ".join(f"{_old(i)} AS {quote(k)}" for i, k in enumerate(key))
+    return con.execute(f"SELECT DISTINCT {old} FROM __moved").to_arrow_table()
 
 
 def stored_rows(table: DeltaTable | None, old: pa.Table | None) -> pa.Table | None:
@@ -45,12 +55,22 @@ def stored_rows(table: DeltaTable | None, old: pa.Table | None) -> pa.Table | No
 def earlier_images(source: str, key: Sequence[str], *, flag: str, flag_in_source: bool = False) -> str:
     """SELECT of ``source``'s rows of each old key noted in ``__moved``, from before the move,
     relabeled with the new key and marked true in the column ``flag`` (to be dropped after filling)."""
-    on = " AND ".join(f"CAST(p.{quote(k)} AS VARCHAR) = {_field(k)}" for k in key)
+    on = " AND ".join(f"p.{quote(k)} = m.{_old(i)}" for i, k in enumerate(key))
     relabel = [f"m.{quote(k)} AS {quote(k)}" for k in key] + ([f"true AS {flag}"] if flag_in_source else [])
     extra = "" if flag_in_source else f", true AS {flag}"
     return (f"SELECT p.* REPLACE ({', '.join(relabel)}){extra} FROM {source} p "
             f"JOIN __moved m ON {on} AND p.__pos < m.__at")  # fmt: skip
 
 
+# the header's JSON, out of a Connect envelope if it has one; NULL when it is not JSON
+_OLD_JSON = (f"CASE WHEN json_valid({OLD_KEY}) THEN CASE WHEN json_exists({OLD_KEY}, '$.schema') "
+             f"AND json_exists({OLD_KEY}, '$.payload') THEN json_extract({OLD_KEY}, '$.payload') "
+             f"ELSE CAST({OLD_KEY} AS JSON) END END")  # fmt: skip
+
+
 def _field(k: str) -> str:
-    return f"json_extract_string(m.{OLD_KEY}, {literal('$.' + json.dumps(k))})"
+    return f"json_extract_string(__old, {literal('$.' + json.dumps(k))})"
+
+
+def _old(i: int) -> str:
+    return f"__old_{i}"

@@ -63,6 +63,7 @@ class SilverResult:
     stale: int = 0  # changes at or below a position already applied (replays, duplicates)
     chunks: int = 0  # commits made (one per chunk of bronze versions)
     deletes_forgotten: int = 0  # remembered deletes older than the retention, dropped this run
+    toast_unavailable: int = 0  # values left NULL: unchanged TOAST with no earlier value (see _toast_unavailable)
 
 
 def app_id(name: str) -> str:
@@ -114,6 +115,7 @@ def apply_changes(
         stale=cf.total(done, "stale"),
         chunks=len(done),
         deletes_forgotten=forgotten,
+        toast_unavailable=cf.total(done, "toast_unavailable"),
     )
     if result.chunks:
         log.info("silver_applied", **{k: v for k, v in result.__dict__.items() if k != "seconds"})
@@ -177,6 +179,7 @@ def _apply_chunk(
         "rows": chunk.rows.num_rows,
         "keys": decision.winners.num_rows,
         "stale": decision.stale,
+        "toast_unavailable": cf.unavailable(decision.winners),
         "truncated": int(bool(decision.new_marks)),
     }
 

@@ -35,8 +35,10 @@ class FakeLake(LakeResource):
             }
         common = {"table": "orders", "from_version": 0, "to_version": 7, "seconds": 0.25, "error": None}
         if name.endswith("_history"):
-            return {**common, "kind": "history", "versions_opened": 5, "versions_closed": 3}
-        return {**common, "kind": "current", "changes": 12, "keys": 9, "stale": 2, "files_rewritten": 1}
+            return {**common, "kind": "history", "versions_opened": 5, "versions_closed": 3,
+                    "toast_unavailable": 0}  # fmt: skip
+        return {**common, "kind": "current", "changes": 12, "keys": 9, "stale": 2, "files_rewritten": 1,
+                "toast_unavailable": 3}  # fmt: skip
 
     def table_facts(self, layer: str, name: str) -> TableFacts | None:
         return TableFacts(version=7, files=2, bytes=2048, rows=9 if layer == "silver" else 12)
@@ -70,6 +72,7 @@ def test_assets_and_checks_report_what_the_library_returned(tmp_path: Path) -> N
     assert meta["bronze/orders"]["rows"].value == 12
     assert meta["silver/orders"]["stale_changes"].value == 2
     assert meta["silver/orders"]["keys_changed"].value == 9
+    assert meta["silver/orders"]["toast_values_unknown"].value == 3
     assert meta["silver/orders"]["bronze_version_applied"].value == 7
     assert meta["silver/orders"]["rows"].value == 9
     assert meta["silver/orders_history"]["versions_opened"].value == 5

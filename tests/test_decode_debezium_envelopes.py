@@ -48,7 +48,7 @@ def test_all_ops_take_the_right_image() -> None:
     assert (rows[4]["id"], rows[4]["_source_lsn"]) == (None, 14)
     assert [rows[i]["_source_lsn"] for i in range(4)] == [10, 11, 12, 13]
     assert rows[1]["_source_ts_ms"] == 1_700_000_000_000 and rows[1]["_source_table"] == "customers"
-    assert rows[1]["_key"] == '{"id": 1}' and rows[1]["_topic"] == "shop.public.customers"
+    assert rows[1]["_key"] == b'{"id": 1}' and rows[1]["_topic"] == "shop.public.customers"
     assert rows[1]["_timestamp"].timestamp() == 1_700_000_000.001
 
 

@@ -1,6 +1,7 @@
 """Debezium's unchanged-TOAST placeholder, in a text, bytes (raw or base64 in JSON), JSON and
 decimal (marked by the decoder) column, takes the previous value — also from an earlier run —
-in silver and in history; with no previous value known, NULL, never the placeholder text."""
+in silver and in history; with no previous value known, NULL, never the placeholder text, with
+the row's ``_toast_unavailable`` naming the column and the run counting it."""
 
 from __future__ import annotations
 
@@ -67,13 +68,33 @@ def test_placeholders_within_one_run_take_the_previous_change(tmp_path: Path) ->
     assert all({c: v[c] for c in FULL} == FULL for v in read_table(history).to_pylist())
 
 
-def test_placeholder_with_no_earlier_value_is_null_not_the_placeholder(tmp_path: Path) -> None:
+def test_placeholder_with_no_earlier_value_is_null_marked_and_counted_never_data(tmp_path: Path) -> None:
     bronze, silver, history = str(tmp_path / "bronze"), str(tmp_path / "silver"), str(tmp_path / "history")
     land_cdc(bronze, [cdc(0, "u", 20, 1, "b", **PLACEHOLDERS)], SCHEMA)  # its insert is long gone
-    apply_changes("t", bronze, silver, key=["id"])
-    apply_history("t", bronze, history, key=["id"])
+    applied = apply_changes("t", bronze, silver, key=["id"])
+    versions = apply_history("t", bronze, history, key=["id"])
     for row in (lake_rows(silver)[1], read_table(history).to_pylist()[0]):
         assert all(row[c] is None for c in FULL), row
+        assert sorted(row["_toast_unavailable"]) == sorted(FULL), row  # the row says which values are unknown
+    assert applied.toast_unavailable == len(FULL) and versions.toast_unavailable == len(FULL)
+    # a later placeholder still finds no value (silver's NULL is not one); a real value clears the mark
+    land_cdc(bronze, [cdc(1, "u", 30, 1, "c", **PLACEHOLDERS)], SCHEMA)
+    assert apply_changes("t", bronze, silver, key=["id"]).toast_unavailable == len(FULL)
+    assert sorted(lake_rows(silver)[1]["_toast_unavailable"]) == sorted(FULL)
+    land_cdc(bronze, [cdc(2, "u", 40, 1, "d", **FULL, _toast_unavailable=None)], SCHEMA)
+    assert apply_changes("t", bronze, silver, key=["id"]).toast_unavailable == 0
+    apply_history("t", bronze, history, key=["id"])
+    row = lake_rows(silver)[1]
+    assert {c: row[c] for c in FULL} == FULL and row["_toast_unavailable"] is None
+    current = [v for v in read_table(history).to_pylist() if v["is_current"]]
+    assert len(current) == 1 and current[0]["_toast_unavailable"] is None and current[0]["doc"] == FULL["doc"]
+
+
+def test_a_found_value_leaves_no_mark(tmp_path: Path) -> None:
+    bronze, silver = str(tmp_path / "bronze"), str(tmp_path / "silver")
+    land_cdc(bronze, [cdc(0, "c", 10, 1, "a", **FULL), cdc(1, "u", 20, 1, "b", **PLACEHOLDERS)], SCHEMA)
+    assert apply_changes("t", bronze, silver, key=["id"]).toast_unavailable == 0
+    assert lake_rows(silver)[1]["_toast_unavailable"] is None
 
 
 def test_decimal_placeholder_from_the_connector_is_marked_and_filled(tmp_path: Path) -> None:

@@ -215,3 +215,28 @@ def _merge_struct(want: pa.DataType, have: pa.DataType) -> pa.DataType:
         fields += [f for f in have if f.name not in known]
         return pa.struct(fields)
     return want
+
+
+def fit(rows: pa.Table, stored: pa.Schema, columns: list[str]) -> tuple[pa.Table, pa.Table]:
+    """``rows`` split in two: those whose values of ``columns`` the ``stored`` types hold exactly
+    (cast to them), and the rest, unchanged (a widening the table refused: they conflict)."""
+    ok = pa.array([True] * rows.num_rows, pa.bool_())
+    for name in columns:
+        col, want = rows[name], stored.field(name).type
+        try:
+            same = pc.equal(pc.cast(pc.cast(col, want, safe=False), col.type, safe=False), col)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # value by value, then
+            same = pa.array([_exact(v, want) for v in col.to_pylist()], pa.bool_())
+        ok = pc.and_(ok, pc.fill_null(pc.or_kleene(pc.is_null(col), same), True))
+    kept = rows.filter(ok)
+    for name in columns:
+        kept = kept.set_column(kept.column_names.index(name), name, kept[name].cast(stored.field(name).type))
+    return kept, rows.filter(pc.invert(ok))
+
+
+def _exact(value: object, want: pa.DataType) -> bool:
+    try:
+        pa.scalar(value).cast(want)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+        return False
+    return True

@@ -118,18 +118,41 @@ def _bisect(
     hint: pa.StructType | None,
     bad: dict[int, str],
     joined: bytes | None = None,
+    *,
+    infer: bool = False,
 ) -> tuple[list[_Chunk], pa.StructType | None]:
     try:
         rows, row_type = parse(values, hint, joined)
         return [_Chunk(rows, index, row_type)], _merge_hint(hint, row_type)
     except Exception as exc:  # any failure of this slice: find the messages that cause it
         if len(values) == 1:
-            bad[index[0]] = debezium.control_record(values[0]) or f"{type(exc).__name__}: {exc}"
-            return [], hint
+            return _alone(values, index, parse, hint, bad, exc, infer)
     mid = len(values) // 2
-    left, hint = _bisect(values[:mid], index[:mid], parse, hint, bad)
-    right, hint = _bisect(values[mid:], index[mid:], parse, hint, bad)
+    left, hint = _bisect(values[:mid], index[:mid], parse, hint, bad, infer=infer)
+    right, hint = _bisect(values[mid:], index[mid:], parse, hint, bad, infer=infer)
     return left + right, hint
+
+
+def _alone(values: list[bytes], index: list[int], parse: Parser, hint: pa.StructType | None, bad: dict[int, str],
+           exc: Exception, infer: bool) -> tuple[list[_Chunk], pa.StructType | None]:  # fmt: skip
+    """One record the table's types refused. Schemaless JSON declares no type, so its integer
+    columns are read as they are once more (``infer``; the rest keep the table's types): a number
+    with a fraction in an integer column is a lossless widening (the table evolves, and later
+    records parse with the wider type); anything else that does not fit stays refused (text is
+    never read as a number, and integers are never read through a double)."""
+    if infer and hint is not None and any(pa.types.is_integer(f.type) for f in hint):
+        loose = pa.struct([f for f in hint if not pa.types.is_integer(f.type)])
+        try:
+            rows, row_type = parse(values, loose if loose.num_fields else None, None)
+        except Exception:
+            pass
+        else:
+            wider = arrow_types.widenings(pa.schema(list(hint)), rows.schema)
+            if wider:
+                widened = pa.struct([pa.field(f.name, wider.get(f.name, f.type)) for f in hint])
+                return [_Chunk(rows, index, row_type)], _merge_hint(widened, row_type)
+    bad[index[0]] = debezium.control_record(values[0]) or f"{type(exc).__name__}: {exc}"
+    return [], hint
 
 
 def _row_hint(options: DecodeOptions) -> pa.StructType | None:
@@ -218,7 +241,7 @@ def _parse_group(
         rows = _rename_reserved(rows, options.format)
         return arrow_types.conform(rows, target), row_type
 
-    found, _ = _bisect(payloads, index, parse, hint, bad, joined)
+    found, _ = _bisect(payloads, index, parse, hint, bad, joined, infer=schema_json is None)
     return found
 
 

@@ -6,7 +6,9 @@
 2. Re-read both Delta logs (a table that does not exist yet is first created empty, by exactly
    one creator: nobody ever appends to a table it has not read; a batch bringing a column in a
    lossless wider type first widens the table, in one commit that keeps every app transaction:
-   :mod:`lake.evolve`). Rows and dead letters at or
+   :mod:`lake.evolve`; a widening that would change stored values, such as a bigint beyond 2**53
+   as a double, is refused: rows whose values fit the column exactly land in its type, the others
+   become ``schema`` dead letters, re-encoded as JSON). Rows and dead letters at or
    below the offsets recorded there (app transactions) were landed already — by a previous life
    of this worker or by another one — and are dropped, which makes every step below idempotent.
 3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition. If
@@ -64,13 +66,19 @@ class Lander:
         uri = self.settings.lake.table_uri("bronze", batch.table)
         table = self.writer.open_or_create(uri, batch.rows.schema, options=self.write_options(batch.table))
         stored = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
-        wider = arrow_types.widenings(stored, batch.rows.schema)
+        rows, letters, version = keys_as_stored(batch.rows, stored), list(batch.dead_letters), None
+        conflicts: list[DeadLetter] = []
+        wider = arrow_types.widenings(stored, rows.schema)
         if wider:  # a source type change to a wider type: the table evolves first (one commit)
-            self.writer.widen(uri, wider, table=batch.table)
+            try:
+                self.writer.widen(uri, wider, table=batch.table)
+            except SchemaRejected as exc:  # it would change stored values: the rows that need it conflict
+                rows, refused = arrow_types.fit(rows, stored, list(wider))
+                conflicts = _rejected(batch.table, refused, f"SchemaConflict: {exc}", stage="schema")
+                letters += conflicts
         landed = offsets.landed(table, batch.ranges)
-        rows, skipped = offsets.drop_landed(keys_as_stored(batch.rows, stored), landed, ranges=batch.ranges)
+        rows, skipped = offsets.drop_landed(rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
-        letters, version = list(batch.dead_letters), None
         if todo:
             held = self._dead_letters(letters, todo, now, app="lakeport")
             if held:  # an earlier attempt of this range made them dead letters: they stay only there
@@ -93,6 +101,7 @@ class Lander:
             raw_bytes=batch.raw_bytes,
             seconds=time.monotonic() - start,
             next_offsets={tp: last + 1 for tp, (_, last) in batch.ranges.items()},
+            conflicts=tuple(conflicts),
         )
 
     def write_options(self, table: str) -> WriteOptions:
@@ -134,7 +143,7 @@ class Lander:
         return held
 
 
-def _rejected(table: str, rows: pa.Table, error: str) -> list[DeadLetter]:
+def _rejected(table: str, rows: pa.Table, error: str, *, stage: str = "write") -> list[DeadLetter]:
     """Rows the table refused, as dead letters; the value is the decoded row re-encoded as JSON
     (the raw bytes were not kept after decoding)."""
     out = []
@@ -147,5 +156,5 @@ def _rejected(table: str, rows: pa.Table, error: str) -> list[DeadLetter]:
             key=key_bytes(row["_key"]),
             value=json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode(),
         )
-        out.append(DeadLetter(table=table, message=message, error=error, stage="write"))
+        out.append(DeadLetter(table=table, message=message, error=error, stage=stage))
     return out

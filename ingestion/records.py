@@ -161,6 +161,7 @@ class CommitResult:
     seconds: float
     # (topic, partition) -> next offset to consume (last landed offset + 1)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    conflicts: tuple[DeadLetter, ...] = ()  # rows whose wider values the table refused (stage schema)
 
 
 @dataclass

@@ -152,6 +152,8 @@ class Worker:
             self.buffer.drain()  # nothing more lands in this life: the next owner re-reads it all
             return
         self.source.commit(result.next_offsets)
+        if result.conflicts:
+            self.conflicts.report(result.table, result.conflicts)
         self.stats.add(result)
         self.metrics.observe_commit(result)
         log.info("batch_flushed", table=result.table, version=result.version, rows=result.rows,

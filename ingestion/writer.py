@@ -115,6 +115,7 @@ class DeltaWriter(TableHandles):
 
     def widen(self, uri: str, types: dict[str, pa.DataType], *, table: str) -> None:
         """Widen the table's columns to ``types`` (:func:`lakeport.lake.evolve.widen`)."""
+        from lakeport.lake.errors import WideningRefused
         from lakeport.lake.evolve import widen
 
         handle = self.open(uri)
@@ -122,6 +123,8 @@ class DeltaWriter(TableHandles):
             return
         try:
             widen(handle, types)
+        except WideningRefused as exc:  # the rows bringing the wider values conflict, nothing is retried
+            raise SchemaRejected(str(exc), table=table) from None
         except Exception as exc:
             raise TransientError(f"widening {sorted(types)} failed: {_short(exc)}", table=table) from None
 

@@ -31,3 +31,7 @@ class ChangeFeedGone(TerminalLakeError):
 
 class KeyMissing(TerminalLakeError):
     """A configured key column is not in the bronze table."""
+
+
+class WideningRefused(TerminalLakeError):
+    """A wider type that would change values the table holds (a bigint beyond 2**53 as a double)."""

@@ -20,6 +20,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from lakeport.ingestion.arrow_types import widenings, widens
 from lakeport.lake.changes import REWRITE_KEY
+from lakeport.lake.errors import WideningRefused
 
 log = structlog.get_logger("lakeport.evolve")
 
@@ -35,7 +36,11 @@ def widen(table: DeltaTable, types: Mapping[str, pa.DataType], *, rounds: int = 
         if not todo and not force:
             return read
         wider = pa.schema([pa.field(f.name, todo.get(f.name, f.type), f.nullable) for f in schema])
-        data = table.to_pyarrow_table().cast(wider)
+        try:  # a safe cast: values the wider type cannot hold exactly refuse the widening
+            data = table.to_pyarrow_table().cast(wider)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            changes = ", ".join(f"{n} {schema.field(n).type} -> {t}" for n, t in todo.items())
+            raise WideningRefused(f"widening {changes} would change stored values: {exc}") from None
         partitions = table.metadata().partition_columns or None
         write_deltalake(table, data, mode="overwrite", schema_mode="overwrite", partition_by=partitions,
                         commit_properties=CommitProperties(custom_metadata={REWRITE_KEY: "widen"}))  # fmt: skip

@@ -92,3 +92,73 @@ def test_a_wider_source_type_evolves_bronze_silver_and_history(tmp_path: Path) -
     assert history.schema.field("qty").type == pa.float64()
     assert sorted((r["id"], r["qty"]) for r in history.to_pylist()) == [(1, 1.0), (2, 2.0), (2, 2.5), (3, 3.0)]
     assert refresh_silver(settings)[0]["changes"] == 0  # and nothing is applied twice later
+
+
+def test_schemaless_json_widens_an_integer_column_to_double_and_nothing_else(tmp_path: Path) -> None:
+    """Schemaless JSON declares no type: the first values of ``qty`` were integers, then a
+    fraction came. The column widens to double (no dead letter, later records read as double);
+    a large integer in another column of the same record stays exact (never read via a double),
+    a timestamp column keeps its type, and text in a number column is still a dead letter."""
+    settings = Settings(lake={"uri": str(tmp_path)}, tables=[
+        {"name": "items", "topics": [TOPIC], "format": "json", "key": ["id"]}])  # fmt: skip
+    writer, uri = DeltaWriter({}), settings.lake.table_uri("bronze", "items")
+
+    def land(rows: list[dict[str, Any]], first: int) -> Any:
+        n = len(rows)
+        raw = RawBatch(topic=TOPIC, partition=0, offsets=list(range(first, first + n)), timestamps_ms=[0] * n,
+                       keys=[None] * n, values=[json.dumps(r).encode() for r in rows])  # fmt: skip
+        table = writer.open(uri)
+        known = pa.schema(table.schema().to_arrow()) if table is not None else None  # type: ignore[arg-type]
+        decoded = decode(Batch(table="items", format="json", parts=(raw,), ranges={(TOPIC, 0): (first, first + n - 1)}),
+                         options=DecodeOptions("json", known))  # fmt: skip
+        Lander(settings, writer).land(decoded)
+        return decoded
+
+    big = 2**62 + 1  # not a double
+    land([{"id": i, "qty": i, "at": "2026-01-01T00:00:00Z", "n": big} for i in range(3)], 0)
+    at_type = read_table(uri).schema.field("at").type
+    out = land([{"id": 3, "qty": 4, "at": "2026-01-02T00:00:00Z", "n": big},
+                {"id": 4, "qty": 2.5, "at": "2026-01-02T00:00:00Z", "n": big + 2},
+                {"id": 5, "qty": 7, "at": "2026-01-03T00:00:00Z", "n": big}], 3)  # fmt: skip
+    assert out.dead_letters == ()
+    bronze = read_table(uri)
+    assert bronze.schema.field("qty").type == pa.float64() and bronze.schema.field("at").type == at_type
+    assert bronze.schema.field("n").type == pa.int64()
+    rows = {r["_offset"]: r for r in bronze.to_pylist()}
+    assert [rows[o]["qty"] for o in range(6)] == [0.0, 1.0, 2.0, 4.0, 2.5, 7.0]
+    assert rows[4]["n"] == big + 2 and rows[3]["n"] == big
+    late = land([{"id": 6, "qty": 8.25}, {"id": 7, "qty": "00123"}], 6)
+    assert [(d.message.offset, d.stage) for d in late.dead_letters] == [(7, "schema")]
+    assert read_table(uri).filter(pa.compute.equal(read_table(uri)["_offset"], 6))["qty"].to_pylist() == [8.25]
+
+
+def test_a_widening_that_would_change_stored_values_is_refused_record_by_record(tmp_path: Path) -> None:
+    """A bigint column holding 2**62 + 1 cannot become a double (it would round): the widening is
+    refused; the records whose values still fit the column exactly (8.0) land in it, the one with
+    a fraction is a ``schema`` dead letter, and the stored values are untouched. Never a retry
+    loop, never a rounded value."""
+    from lakeport.ingestion.dead_letters import LAYER, TABLE
+
+    settings = Settings(lake={"uri": str(tmp_path)}, tables=[
+        {"name": "items", "topics": [TOPIC], "format": "json", "key": ["id"]}])  # fmt: skip
+    uri, big = settings.lake.table_uri("bronze", "items"), 2**62 + 1
+    writer = DeltaWriter({})
+    Lander(settings, writer).land(decode(_json_batch([{"id": 0, "n": big}], 0), options=DecodeOptions("json")))
+    known = pa.schema(writer.open(uri).schema().to_arrow())  # type: ignore[union-attr, arg-type]
+    decoded = decode(_json_batch([{"id": 1, "n": 8.0}, {"id": 2, "n": 1.5}], 1), options=DecodeOptions("json", known))
+    assert decoded.dead_letters == () and decoded.rows.schema.field("n").type == pa.float64()  # a widening, so far
+    result = Lander(settings, writer).land(decoded)
+    assert (result.rows, result.dead_letters) == (1, 1) and [c.record for c in result.conflicts] == [(TOPIC, 0, 2)]
+    bronze = read_table(uri)
+    assert bronze.schema.field("n").type == pa.int64()
+    assert sorted(zip(bronze["_offset"].to_pylist(), bronze["n"].to_pylist(), strict=True)) == [(0, big), (1, 8)]
+    (letter,) = read_table(settings.lake.table_uri(LAYER, TABLE)).to_pylist()
+    assert (letter["_offset"], letter["stage"]) == (2, "schema") and "would change stored values" in letter["error"]
+    assert json.loads(letter["_value"]) == {"id": 2, "n": 1.5}
+
+
+def _json_batch(rows: list[dict[str, Any]], first: int) -> Batch:
+    n = len(rows)
+    raw = RawBatch(topic=TOPIC, partition=0, offsets=list(range(first, first + n)), timestamps_ms=[0] * n,
+                   keys=[None] * n, values=[json.dumps(r).encode() for r in rows])  # fmt: skip
+    return Batch(table="items", format="json", parts=(raw,), ranges={(TOPIC, 0): (first, first + n - 1)})

@@ -196,7 +196,10 @@ def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
             if not want.equals(f.type) and not widens(f.type, want):  # wider: the table evolves
                 if not castable(f.type, want):
                     raise SchemaConflict(f"schema: column {f.name!r} is {want} in the table, the record has {f.type}")
-                col = _cast_nested(col, _merge_struct(want, f.type))
+                try:
+                    col = _cast_nested(col, _merge_struct(want, f.type))
+                except (pa.ArrowInvalid, OverflowError) as exc:  # a value that does not fit: name the column
+                    raise SchemaConflict(f"schema: column {f.name!r} is {want} in the table: {exc}") from None
         columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names)
 

@@ -43,6 +43,7 @@ def test_a_value_that_does_not_fit_its_column_is_a_schema_dead_letter(field: dic
     assert out.rows.num_rows == 0
     (letter,) = out.dead_letters
     assert letter.stage == "schema", letter.error
+    assert f"column {field['field']!r}" in letter.error  # the alert says which column
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -95,18 +96,39 @@ def canonical(value: Any, pg_type: str) -> str:
     return str(value)
 
 
-_ISO_DURATION = re.compile(r"(-?)P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.(\d{1,6}))?S)?)?")
+_MONTH_US = 2_629_800_000_000  # Debezium's average month, 365.25 / 12 days, in microseconds
+_US = {"Y": 12 * _MONTH_US, "M": _MONTH_US, "W": 7 * 86_400 * 10**6, "D": 86_400 * 10**6}
+_ISO_PART = re.compile(r"([-+]?\d+(?:\.\d+)?)([YMWDHS])")
+_PG_PART = re.compile(r"([-+]?\d+)\s+(year|mon|day)s?|([-+])?(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 def _duration(text: str) -> dt.timedelta | str:
-    """An exact ISO-8601 day-time duration (Lakeport's decoding of MicroDuration) as a timedelta."""
-    found = _ISO_DURATION.fullmatch(text)
-    if found is None:
-        return text
-    sign, days, hours, minutes, seconds, fraction = found.groups()
-    micros = ((int(days or 0) * 24 + int(hours or 0)) * 60 + int(minutes or 0)) * 60 + int(seconds or 0)
-    micros = micros * 1_000_000 + int((fraction or "0").ljust(6, "0"))
-    return dt.timedelta(microseconds=-micros if sign else micros)
+    """An interval as exact microseconds, months counted as Debezium's ``MicroDuration`` counts
+    them (365.25 / 12 days), from any text the lake or the source holds: ISO 8601 (Lakeport's
+    ``P2DT1H2M3.000004S``, Debezium's string mode and PostgreSQL's ``iso_8601`` style, ``P1Y2M3DT4H``)
+    or PostgreSQL's default style (``1 year 2 mons 3 days 04:05:06.5``)."""
+    text = text.strip()
+    negative = text.startswith("-P")
+    total = Fraction(0)
+    if text.lstrip("-").startswith("P"):
+        date, _, time = text.lstrip("-")[1:].partition("T")
+        for part, units in ((date, _US), (time, {"H": 3_600 * 10**6, "M": 60 * 10**6, "S": 10**6})):
+            if _ISO_PART.sub("", part):
+                return text  # not a duration this reads
+            for number, unit in _ISO_PART.findall(part):
+                if unit not in units:
+                    return text
+                total += Fraction(number) * units[unit]
+    else:
+        if _PG_PART.sub("", text).strip() or not text:
+            return text
+        for number, unit, sign, hours, minutes, seconds in _PG_PART.findall(text):
+            if unit:
+                total += int(number) * {"year": _US["Y"], "mon": _US["M"], "day": _US["D"]}[unit]
+            else:
+                clock = (int(hours) * 3_600 + int(minutes) * 60) * 10**6 + Fraction(seconds) * 10**6
+                total += -clock if sign == "-" else clock
+    return dt.timedelta(microseconds=round(-total if negative else total))
 
 
 _EXACT = decimal.Context(prec=1000)
@@ -129,7 +151,7 @@ def _typed(text: str, pg_type: str) -> Any:
             return dt.date.fromisoformat(text)
         if pg_type.startswith("time"):  # HH:MM:SS.ffffff, or ZonedTime's …Z
             return dt.time.fromisoformat(text.replace("Z", "+00:00"))
-        if pg_type == "interval":
+        if pg_type.startswith("interval"):
             return _duration(text)
     except (ValueError, ArithmeticError, binascii.Error):
         pass
@@ -161,8 +183,10 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
         cur.execute(_COLUMNS, (schema, name))
         protected = {r.column for r in table.column_rules if r.column not in table.key}  # not in clear in the lake
         columns: list[tuple[str, str]] = [(r[0], r[1]) for r in cur.fetchall() if r[0] not in protected]
-    col_list = ", ".join(f'"{c}"' for c, _ in columns)
+    # intervals as ISO 8601 text: psycopg2 would read a month as 30 days
+    col_list = ", ".join(f'"{c}"::text AS "{c}"' if t.startswith("interval") else f'"{c}"' for c, t in columns)
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SET intervalstyle = 'iso_8601'")
         cur.execute(f'SELECT {col_list} FROM "{schema}"."{name}"')
         source_rows = {tuple(canonical(r[k], "") for k in table.key): _digest(r, columns) for r in cur}
     silver = open_table(settings.lake.table_uri("silver", table.name), settings.lake.to_object_store())

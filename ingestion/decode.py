@@ -1,30 +1,25 @@
 """Decode: a Batch of raw Kafka values → one Arrow table plus dead-letter rows.
 
-The fast path parses every value of the batch in one ``pyarrow.json.read_json`` call over the
-newline-joined values (multi-threaded C++, no Python object per message). If that fails, the batch
-is bisected until the offending messages are isolated; they become dead letters and everything else
-lands. Later halves are parsed with the schema the earlier halves produced, so a type conflict is
-pinned on the message that brought it ("first type wins", as in the Delta table).
+Values first pass the prechecks (size limits, tombstones, UTF-8), Debezium's schema wrappers are
+grouped by their Connect schema, and each group is parsed (:mod:`ingestion.json_rows`: all values
+at once, bisected to isolate the ones that fail) and given its Connect logical types. Lakeport's
+metadata columns (``_topic`` … ``_key``) are added; nothing raises for a bad record.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache, partial
+from functools import partial
 
 import pyarrow as pa
-import pyarrow.json as pj
 
 from lakeport.ingestion import arrow_types, connect_types, debezium, fast_decode, precheck
+from lakeport.ingestion.json_rows import Chunk, bisect, fast_plan, parse_rows
 from lakeport.ingestion.records import KEY, META_COLUMNS, OLD_KEY, Batch, DeadLetter, Decoded, key_column
 
 RESERVED = frozenset(META_COLUMNS) | frozenset(debezium.CDC_COLUMNS)
-_BLOCK = 8 << 20
 _TOMBSTONE = "__lakeport_tombstone"
-Parser = Callable[[list[bytes], pa.StructType | None, bytes | None], tuple[pa.Table, pa.StructType]]
 
 
 @dataclass(frozen=True)
@@ -35,126 +30,6 @@ class DecodeOptions:
     tombstones: str = "record"
 
 
-@dataclass
-class _Chunk:
-    """Parsed rows for some message indexes, and the raw row type that parsing settled on."""
-
-    rows: pa.Table
-    index: list[int]
-    row_type: pa.StructType
-
-
-def _read_json(values: Sequence[bytes], schema: pa.Schema | None, data: bytes | None = None) -> pa.Table:
-    """Parse newline-joined values. A value with newlines inside (pretty-printed JSON) can break
-    a block boundary; the row-count check or a parse error then sends the batch to bisection,
-    where such a value is parsed on its own."""
-    data = b"\n".join(values) if data is None else data
-    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-    block = min(max(len(data) // 4, 1 << 20), _BLOCK)
-    table = pj.read_json(io.BytesIO(data), parse_options=opts, read_options=pj.ReadOptions(block_size=block))
-    if table.num_rows != len(values):
-        raise ValueError(f"expected one JSON object per message, got {table.num_rows} for {len(values)}")
-    return table
-
-
-def _strip_inferred_timestamps(parsed: pa.DataType, explicit: pa.DataType | None) -> pa.DataType:
-    if explicit is not None and parsed.equals(explicit):
-        return parsed
-    if pa.types.is_struct(parsed):
-        known = {f.name: f.type for f in explicit} if explicit is not None and pa.types.is_struct(explicit) else {}
-        return pa.struct([pa.field(f.name, _strip_inferred_timestamps(f.type, known.get(f.name))) for f in parsed])
-    return arrow_types.timestamps_as_strings(parsed)
-
-
-@lru_cache(maxsize=64)
-def _fast_plan(fmt: str, row_hint: pa.StructType) -> fast_decode.Plan | None:
-    if fmt == "debezium-json":
-        return fast_decode.envelope_plan(row_hint, debezium.SOURCE_FIELDS)
-    return fast_decode.plan_for(list(row_hint), strict=True)
-
-
-def _parse_rows(
-    values: Sequence[bytes], fmt: str, row_hint: pa.StructType | None, data: bytes | None
-) -> tuple[pa.Table, pa.StructType]:
-    """Parse values into row columns (CDC columns included); returns the raw row type too."""
-    plan = _fast_plan(fmt, row_hint) if row_hint is not None and fast_decode.AVAILABLE else None
-    known = fast_decode.parse(values, plan) if plan is not None else None
-    if known is not None:  # every value has the shape the table knows (the usual case)
-        return debezium.flatten(known) if fmt == "debezium-json" else (known, pa.struct(list(known.schema)))
-    if fmt == "debezium-json":
-        schema = debezium.envelope_parse_schema(row_hint)
-        table = _read_json(values, schema, data)
-        fixed = pa.schema(
-            [
-                pa.field(
-                    f.name,
-                    _strip_inferred_timestamps(f.type, schema.field(f.name).type if f.name in schema.names else None),
-                )
-                for f in table.schema
-            ]
-        )
-        if not fixed.equals(table.schema):
-            table = _read_json(values, fixed)
-        return debezium.flatten(table)
-    schema = pa.schema(list(row_hint)) if row_hint is not None else None
-    table = _read_json(values, schema, data)
-    fixed = _strip_inferred_timestamps(pa.struct(list(table.schema)), row_hint)
-    if not fixed.equals(pa.struct(list(table.schema))):
-        table = _read_json(values, pa.schema(list(fixed)))
-    return table, pa.struct(list(table.schema))
-
-
-def _merge_hint(hint: pa.StructType | None, seen: pa.StructType) -> pa.StructType:
-    if hint is None:
-        return seen
-    known = set(hint.names)
-    return pa.struct(list(hint) + [f for f in seen if f.name not in known])
-
-
-def _bisect(
-    values: list[bytes],
-    index: list[int],
-    parse: Parser,
-    hint: pa.StructType | None,
-    bad: dict[int, str],
-    joined: bytes | None = None,
-    *,
-    infer: bool = False,
-) -> tuple[list[_Chunk], pa.StructType | None]:
-    try:
-        rows, row_type = parse(values, hint, joined)
-        return [_Chunk(rows, index, row_type)], _merge_hint(hint, row_type)
-    except Exception as exc:  # any failure of this slice: find the messages that cause it
-        if len(values) == 1:
-            return _alone(values, index, parse, hint, bad, exc, infer)
-    mid = len(values) // 2
-    left, hint = _bisect(values[:mid], index[:mid], parse, hint, bad, infer=infer)
-    right, hint = _bisect(values[mid:], index[mid:], parse, hint, bad, infer=infer)
-    return left + right, hint
-
-
-def _alone(values: list[bytes], index: list[int], parse: Parser, hint: pa.StructType | None, bad: dict[int, str],
-           exc: Exception, infer: bool) -> tuple[list[_Chunk], pa.StructType | None]:  # fmt: skip
-    """One record the table's types refused. Schemaless JSON declares no type, so its integer
-    columns are read as they are once more (``infer``; the rest keep the table's types): a number
-    with a fraction in an integer column is a lossless widening (the table evolves, and later
-    records parse with the wider type); anything else that does not fit stays refused (text is
-    never read as a number, and integers are never read through a double)."""
-    if infer and hint is not None and any(pa.types.is_integer(f.type) for f in hint):
-        loose = pa.struct([f for f in hint if not pa.types.is_integer(f.type)])
-        try:
-            rows, row_type = parse(values, loose if loose.num_fields else None, None)
-        except Exception:
-            pass
-        else:
-            wider = arrow_types.widenings(pa.schema(list(hint)), rows.schema)
-            if wider:
-                widened = pa.struct([pa.field(f.name, wider.get(f.name, f.type)) for f in hint])
-                return [_Chunk(rows, index, row_type)], _merge_hint(widened, row_type)
-    bad[index[0]] = debezium.control_record(values[0]) or f"{type(exc).__name__}: {exc}"
-    return [], hint
-
-
 def _row_hint(options: DecodeOptions) -> pa.StructType | None:
     schema = arrow_types.parse_schema(options.table_schema, skip=RESERVED)
     return pa.struct(list(schema)) if schema is not None and len(schema) else None
@@ -162,7 +37,7 @@ def _row_hint(options: DecodeOptions) -> pa.StructType | None:
 
 def _parse_groups(
     values: list[bytes | None], todo: list[int], options: DecodeOptions, bad: dict[int, str]
-) -> list[_Chunk]:
+) -> list[Chunk]:
     """Split wrapped Debezium messages by their Connect schema, then parse each group."""
     groups: dict[bytes | None, list[int]] = {}
     payloads: dict[int, bytes] = {}
@@ -189,7 +64,7 @@ def _parse_groups(
         else:
             payloads[i] = value
             groups.setdefault(None, []).append(i)
-    chunks: list[_Chunk] = []
+    chunks: list[Chunk] = []
     target = options.table_schema
     for schema_json, index in groups.items():  # later groups conform to what earlier ones produced
         found = _parse_group([payloads[i] for i in index], index, schema_json, options, bad, None, target)
@@ -200,11 +75,11 @@ def _parse_groups(
     return chunks
 
 
-def _fast_chunk(values: list[bytes], index: list[int], options: DecodeOptions) -> _Chunk | None:
+def _fast_chunk(values: list[bytes], index: list[int], options: DecodeOptions) -> Chunk | None:
     """The whole batch at once, without joining it, when every value is valid UTF-8 and has the
     shape the table knows (the usual case); None sends it down the general path."""
     hint = _row_hint(options)
-    plan = _fast_plan(options.format, hint) if hint is not None and fast_decode.AVAILABLE else None
+    plan = fast_plan(options.format, hint) if hint is not None and fast_decode.AVAILABLE else None
     known = fast_decode.parse(values, plan, check_utf8=True) if plan is not None else None
     if known is None:
         return None
@@ -213,7 +88,7 @@ def _fast_chunk(values: list[bytes], index: list[int], options: DecodeOptions) -
     except ValueError:
         return None
     rows = _rename_reserved(arrow_types.make_storable(rows), options.format)
-    return _Chunk(arrow_types.conform(rows, options.table_schema), index, row_type)
+    return Chunk(arrow_types.conform(rows, options.table_schema), index, row_type)
 
 
 def _parse_group(
@@ -224,7 +99,7 @@ def _parse_group(
     bad: dict[int, str],
     joined: bytes | None,
     target: pa.Schema | None,
-) -> list[_Chunk]:
+) -> list[Chunk]:
     hint = _row_hint(options)
     conversions: tuple[tuple[str, connect_types.Conversion], ...] = ()
     if schema_json is not None:
@@ -236,12 +111,12 @@ def _parse_group(
             return []
 
     def parse(vals: list[bytes], h: pa.StructType | None, data: bytes | None) -> tuple[pa.Table, pa.StructType]:
-        rows, row_type = _parse_rows(vals, options.format, h, data)
+        rows, row_type = parse_rows(vals, options.format, h, data)
         rows = arrow_types.make_storable(connect_types.apply_logical(rows, conversions))
         rows = _rename_reserved(rows, options.format)
         return arrow_types.conform(rows, target), row_type
 
-    found, _ = _bisect(payloads, index, parse, hint, bad, joined, infer=schema_json is None)
+    found, _ = bisect(payloads, index, parse, hint, bad, joined, infer=schema_json is None)
     return found
 
 
@@ -291,7 +166,7 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
     if tombstones and options.tombstones == "record":
         marker = {"_op": pa.nulls(len(tombstones), pa.string())} if options.format == "debezium-json" else {}
         marker[_TOMBSTONE] = pa.nulls(len(tombstones), pa.bool_())
-        chunks.append(_Chunk(pa.table(marker), tombstones, pa.struct([])))
+        chunks.append(Chunk(pa.table(marker), tombstones, pa.struct([])))
     pieces, take = [], []
     for chunk in chunks:
         pieces.append(chunk.rows)

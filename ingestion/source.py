@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ CONSUMER_DEFAULTS: dict[str, object] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
-    # The end of a partition is read from the high watermark of fetch responses (``drained``):
+    # The end of a partition is read from the high watermark of fetch responses (``drain.Ends``):
     # end-of-partition events cost the client ~8 % of its throughput here.
     "enable.partition.eof": False,
     "fetch.queue.backoff.ms": 5,
@@ -81,8 +80,7 @@ class KafkaSource:
     on_gap: Callable[[TP, int, int], int] | None = None
     _before_start: set[TP] = field(default_factory=set)  # backfilled partitions not yet past the time
     _consumer: Consumer | None = None
-    _assigned_once: bool = False
-    _probed_at: float = 0.0
+    assigned_once: bool = False  # an assignment happened (before: nothing can be drained yet)
 
     def open(self) -> KafkaSource:
         conf = {**CONSUMER_DEFAULTS, **self.conf}
@@ -125,7 +123,7 @@ class KafkaSource:
             consumer.incremental_assign(assigned)
         else:
             consumer.assign(assigned)
-        self._assigned_once = True
+        self.assigned_once = True
         log.info(
             "partitions_assigned",
             partitions=[f"{t}[{p}]@{self.progress[(t, p)].start}" for t, p in tps],
@@ -227,39 +225,7 @@ class KafkaSource:
             raise TerminalError(f"Kafka consumer failed: {err.str()}")
         log.warning("kafka_error_seen", error=err.str(), retriable=err.retriable())
 
-    def drained(self) -> bool:
-        """True once assigned and every assigned partition reached its end as of assignment.
-
-        The end is the watermark asked for at assignment, raised to the high watermark of the
-        latest fetch response once the position passes it: some Kafka-compatible brokers answer
-        ListOffsets with a stale value (the base offset of the last record batch), while fetch
-        responses carry the true end. A partition whose tail holds no deliverable record
-        (transaction markers) never reaches that end: once it has not moved for a second, a
-        group-less probe asks whether any record is left at its position. An end-of-partition
-        event, if enabled, also counts.
-        """
-        if not (self._assigned_once and self.progress):
-            return False
-        for tp, progress in self.progress.items():
-            if progress.drained or progress.position < progress.high_at_assign:
-                continue
-            if progress.end is None:
-                fetched = self._fetched_high(tp)
-                progress.end = None if fetched < 0 else max(progress.high_at_assign, fetched)
-            progress.drained = progress.end is not None and progress.position >= progress.end
-        stuck: dict[TP, int | None] = {  # short of its end; or below an end that fetches confirm (markers)
-            tp: p.position
-            for tp, p in self.progress.items()
-            if not p.drained and (p.end is not None or (p.position < p.high_at_assign == self._fetched_high(tp)))
-        }
-        now = time.monotonic()
-        if stuck and all(now - self.progress[tp].moved_at > 1.0 for tp in stuck) and now - self._probed_at > 2.0:
-            self._probed_at = now
-            for tp in set(stuck) - self.has_data_from(stuck):
-                self.progress[tp].drained = True
-        return all(p.drained for p in self.progress.values())
-
-    def _fetched_high(self, tp: TP) -> int:
+    def fetched_high(self, tp: TP) -> int:
         """The high watermark of the latest fetch response (negative: none received yet)."""
         try:
             return int(self.consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1])
@@ -268,46 +234,6 @@ class KafkaSource:
 
     def assigned(self) -> list[TP]:
         return sorted(self.progress)
-
-    def subscribed_partitions(self) -> list[TP]:
-        """Every partition of the topics this source subscribes to (names or patterns)."""
-        meta = self.consumer.list_topics(timeout=10)
-        out = []
-        for name, topic in meta.topics.items():
-            if any((s.startswith("^") and re.fullmatch(s[1:], name)) or s == name for s in self.subscriptions):
-                out += [(name, p) for p in topic.partitions]
-        return sorted(out)
-
-    def has_data_from(self, positions: dict[TP, int | None], *, timeout: float = 5.0) -> set[TP]:
-        """Partitions holding a record at or after the given position, asked with a throwaway
-        (group-less) consumer that reads at most one fetch: exact on brokers whose ListOffsets
-        answer lags the log."""
-        probe = Consumer(
-            {
-                **{k: v for k, v in self.conf.items() if not k.startswith(("group.", "enable.auto"))},
-                "group.id": "lakeport-probe",
-                "enable.partition.eof": True,
-                "enable.auto.commit": False,
-            }
-        )
-        try:
-            probe.assign(
-                [TopicPartition(t, p, OFFSET_BEGINNING if o is None else o) for (t, p), o in positions.items()]
-            )
-            pending, found = set(positions), set()
-            deadline = time.monotonic() + timeout
-            while pending and time.monotonic() < deadline:
-                for msg in probe.consume(100, 0.5):
-                    tp = (msg.topic(), msg.partition())
-                    if tp in pending:
-                        pending.discard(tp)
-                        mine, end = self.progress.get(tp), msg.offset()
-                        short = mine is not None and end is not None and end < mine.high_at_assign
-                        if msg.error() is None or short:
-                            found.add(tp)  # a record, or an end short of the one seen at assignment
-            return found | pending  # no answer in time: assume there is data
-        finally:
-            probe.close()
 
     def seek(self, tp: TP, offset: int) -> None:
         self.consumer.seek(TopicPartition(tp[0], tp[1], offset))

@@ -6,23 +6,30 @@ from __future__ import annotations
 
 import time
 
+from lakeport.ingestion.drain import Ends
 from lakeport.ingestion.source import TP, KafkaSource, PartitionProgress
 
 TOPIC = "shop.public.orders"
 
 
 class _Source(KafkaSource):
+    """A source whose fetch watermarks and probe answers are stubbed; ``drained`` asks :class:`Ends`."""
+
     def __init__(self, fetched_high: dict[TP, int], with_data: set[TP]) -> None:
         super().__init__({}, [TOPIC], lambda tps: {}, lambda tps: None)
-        self.fetched_high, self.with_data, self.probes = fetched_high, with_data, 0
-        self._assigned_once = True
+        self.fetched, self.with_data, self.probes = fetched_high, with_data, 0
+        self.assigned_once = True
+        self.ends = Ends(self, probe=self._probe)
 
-    def _fetched_high(self, tp: TP) -> int:
-        return self.fetched_high.get(tp, -1001)
+    def fetched_high(self, tp: TP) -> int:
+        return self.fetched.get(tp, -1001)
 
-    def has_data_from(self, positions: dict[TP, int | None], *, timeout: float = 5.0) -> set[TP]:
+    def _probe(self, positions: dict[TP, int | None]) -> set[TP]:
         self.probes += 1
         return set(positions) & self.with_data
+
+    def drained(self) -> bool:
+        return self.ends.reached()
 
 
 def _progress(position: int, high_at_assign: int, *, idle: float = 0.0) -> PartitionProgress:
@@ -46,7 +53,7 @@ def test_no_fetch_answer_yet_means_not_drained() -> None:
     source = _Source({}, with_data=set())
     source.progress = {a: _progress(0, 0, idle=5)}  # empty partition, no fetch response yet
     assert not source.drained()
-    source.fetched_high[a] = 0
+    source.fetched[a] = 0
     assert source.drained()
 
 

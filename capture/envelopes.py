@@ -1,106 +1,22 @@
 """Debezium-compatible change events (JSON converter, ``schemas.enable=true``) and the outbox router.
 
 Row values arrive as PostgreSQL text; they become Kafka Connect types the way Debezium's PostgreSQL
-connector encodes them by default: ``numeric(p,s)`` as ``Decimal`` bytes, ``date`` as days,
-``timestamp`` as ``MicroTimestamp``, ``timestamptz`` as an ISO ``ZonedTimestamp`` in UTC, ``uuid``
-and ``json(b)`` as named strings, an unchanged TOAST value as ``__debezium_unavailable_value``.
+connector encodes them by default (:mod:`capture.pg_types`); an unchanged TOAST value becomes
+Debezium's placeholder.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from lakeport.capture.pg_types import UNAVAILABLE, column_type, unavailable
 from lakeport.capture.pgoutput import UNCHANGED, Column, Relation, Value, lsn_text
 
-UNAVAILABLE = "__debezium_unavailable_value"
-UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode()  # bytea, precise decimals: the bytes, in JSON
 CONNECTOR_VERSION = "lakeport-capture-1"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_EPOCH_DATE = dt.date(1970, 1, 1)
-Convert = Callable[[str], Any]
-
-
-def _timestamp_us(text: str) -> int | None:
-    if text in ("infinity", "-infinity"):
-        return None
-    value = dt.datetime.fromisoformat(text)
-    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _zoned(text: str) -> str | None:
-    if text in ("infinity", "-infinity"):
-        return None
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _days(text: str) -> int | None:
-    return None if text in ("infinity", "-infinity") else (dt.date.fromisoformat(text) - _EPOCH_DATE).days
-
-
-def _float(text: str) -> float | None:
-    value = float(text)
-    return None if value != value or value in (float("inf"), float("-inf")) else value  # JSON has no NaN/inf
-
-
-def _decimal_bytes(scale: int) -> Convert:
-    def convert(text: str) -> str | None:
-        if text == "NaN":
-            return None
-        unscaled = int(Decimal(text).scaleb(scale).to_integral_value())
-        size = max(1, (unscaled.bit_length() + 8) // 8)
-        return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
-
-    return convert
-
-
-def _bytea(text: str) -> str:
-    return base64.b64encode(bytes.fromhex(text[2:] if text.startswith("\\x") else text)).decode()
-
-
-@lru_cache(maxsize=1024)
-def column_type(type_oid: int, typmod: int) -> tuple[dict[str, Any], Convert]:
-    """(Connect schema of the field, text → JSON value) for a PostgreSQL type."""
-    simple: dict[int, tuple[str, Convert]] = {
-        16: ("boolean", lambda t: t in ("t", "true")),  # output function: t; ::text cast: true
-        20: ("int64", int),
-        21: ("int16", int),
-        23: ("int32", int),
-        26: ("int64", int),
-        700: ("float", _float),
-        701: ("double", _float),
-    }
-    if type_oid in simple:
-        kind, convert = simple[type_oid]
-        return {"type": kind}, convert
-    named: dict[int, tuple[str, str, Convert]] = {
-        1082: ("int32", "io.debezium.time.Date", _days),
-        1114: ("int64", "io.debezium.time.MicroTimestamp", _timestamp_us),
-        1184: ("string", "io.debezium.time.ZonedTimestamp", _zoned),
-        2950: ("string", "io.debezium.data.Uuid", str),
-        114: ("string", "io.debezium.data.Json", str),
-        3802: ("string", "io.debezium.data.Json", str),
-    }
-    if type_oid in named:
-        kind, name, convert = named[type_oid]
-        return {"type": kind, "name": name, "version": 1}, convert
-    if type_oid == 1700 and typmod >= 4:
-        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-        params = {"scale": str(scale), "connect.decimal.precision": str(precision)}
-        return {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": params}, (
-            _decimal_bytes(scale)
-        )
-    if type_oid == 17:
-        return {"type": "bytes"}, _bytea
-    return {"type": "string"}, str  # text, varchar, char, unconstrained numeric (as a string), the rest
 
 
 def convert_row(relation: Relation, values: tuple[Value, ...]) -> dict[str, Any]:
@@ -108,9 +24,8 @@ def convert_row(relation: Relation, values: tuple[Value, ...]) -> dict[str, Any]
     for column, value in zip(relation.columns, values, strict=True):
         if value is None:
             row[column.name] = None
-        elif value is UNCHANGED:  # Debezium's placeholder: the text, or its bytes (base64) in a bytes column
-            schema, _ = column_type(column.type_oid, column.typmod)
-            row[column.name] = UNAVAILABLE_BYTES if schema["type"] == "bytes" else UNAVAILABLE
+        elif value is UNCHANGED:
+            row[column.name] = unavailable(column_type(column.type_oid, column.typmod)[0])
         else:
             row[column.name] = column_type(column.type_oid, column.typmod)[1](str(value))
     return row

@@ -37,7 +37,7 @@ from lakeport.capture.errors import CaptureError
 from lakeport.settings import KafkaSettings, SourceSettings
 
 log = structlog.get_logger("lakeport.capture")
-_SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3"
+_SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
 
 
 @dataclass
@@ -55,11 +55,8 @@ class Publisher:
         self.source, self.stop = source, stop or threading.Event()
         self.slot, self.publication = source.slot_name, source.publication_name
         self.state_file = Path(source.state_dir) / f"{source.name}.json"
-        self.producer = Producer(
-            kafka.to_librdkafka(
-                **{"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"}
-            )
-        )
+        produce = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"}
+        self.producer = Producer(kafka.to_librdkafka(**produce))
         self.delivery_error: KafkaError | None = None
         self.stats = CaptureStats()
         self.relations: dict[int, pgoutput.Relation] = {}
@@ -154,8 +151,7 @@ class Publisher:
             )
             self._send(topic, key, value)
             self.stats.changes += 1
-        for i, rel in enumerate(self.tables):
-            last_table = i == len(self.tables) - 1
+        for rel in self.tables:
             for values in snapshot.rows(conn, rel):
                 row = envelopes.convert_row(rel, values)
                 position = Position(start, None, now, snapshot="true")
@@ -164,8 +160,7 @@ class Publisher:
                 )
                 self._send(topic, key, value)
                 self.stats.snapshot_rows += 1
-            if last_table:
-                self.log.info("snapshot_read", tables=len(self.tables), rows=self.stats.snapshot_rows)
+        self.log.info("snapshot_read", tables=len(self.tables), rows=self.stats.snapshot_rows)
         conn.rollback()
         conn.close()
         self._acknowledged(timeout=120)

@@ -147,6 +147,10 @@ def placeholder(column: pa.Field, schema: pa.Schema, *, alias: str = "") -> str 
         tests.append(f"{ref} IN ({literal(UNAVAILABLE)}, {literal(UNAVAILABLE_B64)})")
     elif pa.types.is_binary(column.type):
         tests.append(f"{ref} = encode({literal(UNAVAILABLE)})")
+    elif pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type):  # text[]: a list of it
+        tests.append(f"{ref} = [{literal(UNAVAILABLE)}]")
+    elif pa.types.is_list(column.type) and pa.types.is_integer(column.type.value_type):  # int[]: of its bytes
+        tests.append(f"{ref} = [{', '.join(map(str, UNAVAILABLE.encode()))}]")
     if TOAST_MARKS in schema.names:
         tests.append(f"coalesce(list_contains({alias}{TOAST_MARKS}, {literal(column.name)}), false)")
     return " OR ".join(f"({t})" for t in tests) or None

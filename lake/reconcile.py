@@ -14,16 +14,15 @@ import datetime as dt
 import decimal
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
+from lakeport.ingestion.connect_types import duration_micros
 from lakeport.lake.keys import SOURCE_FIELDS
 from lakeport.lake.tables import open_table
 
@@ -96,39 +95,9 @@ def canonical(value: Any, pg_type: str) -> str:
     return str(value)
 
 
-_MONTH_US = 2_629_800_000_000  # Debezium's average month, 365.25 / 12 days, in microseconds
-_US = {"Y": 12 * _MONTH_US, "M": _MONTH_US, "W": 7 * 86_400 * 10**6, "D": 86_400 * 10**6}
-_ISO_PART = re.compile(r"([-+]?\d+(?:\.\d+)?)([YMWDHS])")
-_PG_PART = re.compile(r"([-+]?\d+)\s+(year|mon|day)s?|([-+])?(\d+):(\d\d):(\d\d(?:\.\d+)?)")
-
-
 def _duration(text: str) -> dt.timedelta | str:
-    """An interval as exact microseconds, months counted as Debezium's ``MicroDuration`` counts
-    them (365.25 / 12 days), from any text the lake or the source holds: ISO 8601 (Lakeport's
-    ``P2DT1H2M3.000004S``, Debezium's string mode and PostgreSQL's ``iso_8601`` style, ``P1Y2M3DT4H``)
-    or PostgreSQL's default style (``1 year 2 mons 3 days 04:05:06.5``)."""
-    text = text.strip()
-    negative = text.startswith("-P")
-    total = Fraction(0)
-    if text.lstrip("-").startswith("P"):
-        date, _, time = text.lstrip("-")[1:].partition("T")
-        for part, units in ((date, _US), (time, {"H": 3_600 * 10**6, "M": 60 * 10**6, "S": 10**6})):
-            if _ISO_PART.sub("", part):
-                return text  # not a duration this reads
-            for number, unit in _ISO_PART.findall(part):
-                if unit not in units:
-                    return text
-                total += Fraction(number) * units[unit]
-    else:
-        if _PG_PART.sub("", text).strip() or not text:
-            return text
-        for number, unit, sign, hours, minutes, seconds in _PG_PART.findall(text):
-            if unit:
-                total += int(number) * {"year": _US["Y"], "mon": _US["M"], "day": _US["D"]}[unit]
-            else:
-                clock = (int(hours) * 3_600 + int(minutes) * 60) * 10**6 + Fraction(seconds) * 10**6
-                total += -clock if sign == "-" else clock
-    return dt.timedelta(microseconds=round(-total if negative else total))
+    micros = duration_micros(text)
+    return text if micros is None else dt.timedelta(microseconds=micros)
 
 
 _EXACT = decimal.Context(prec=1000)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from test_decode_debezium_envelopes import batch_of
 
-from lakeport.capture import envelopes, pgoutput
+from lakeport.capture import envelopes, pg_types, pgoutput
 from lakeport.capture.envelopes import Position
 from lakeport.ingestion.decode import DecodeOptions, decode
 
@@ -109,14 +109,14 @@ def test_envelopes_decode_to_typed_rows() -> None:
     assert created["active"] is True and json.loads(created["attrs"]) == {"tier": "gold", "tags": [1, 2]}
     assert created["_op"] == "c" and created["_source_lsn"] == 5000 and created["_source_tx_id"] == 777
     assert created["_source_db"] == "shopdb" and created["_source_table"] == "customers"
-    assert updated["attrs"] == envelopes.UNAVAILABLE and updated["active"] is False
+    assert updated["attrs"] == pg_types.UNAVAILABLE and updated["active"] is False
     assert updated["amount"] == Decimal("0.10")
     assert deleted["_op"] == "d" and deleted["id"] == 42 and deleted["email"] is None
 
 
 def test_snapshot_text_and_stream_text_agree() -> None:
     """``col::text`` (snapshot) and the output function (stream) differ for booleans only."""
-    convert = envelopes.column_type(16, -1)[1]
+    convert = pg_types.column_type(16, -1)[1]
     assert convert("t") is True and convert("true") is True and convert("f") is False and convert("false") is False
 
 
@@ -148,7 +148,8 @@ def test_outbox_events_are_byte_for_byte_what_debezium_sent() -> None:
 
 def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> None:
     """An unchanged TOASTed value is never null: text and json get the placeholder text; bytea and a
-    precise numeric get its bytes (base64 in JSON), as Debezium sends them; the decoder marks the
+    precise numeric get its bytes (base64 in JSON), a text array a list of the text, an integer
+    array a list of its bytes, as Debezium sends them; the decoder marks the
     decimal in ``_toast_unavailable`` (it cannot hold the text)."""
     rel = pgoutput.Relation(oid=1, schema="public", name="docs", replica_identity="d", columns=(
         pgoutput.Column(name="id", type_oid=20, typmod=-1, is_key=True),
@@ -156,16 +157,20 @@ def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> Non
         pgoutput.Column(name="meta", type_oid=3802, typmod=-1, is_key=False),
         pgoutput.Column(name="body", type_oid=17, typmod=-1, is_key=False),
         pgoutput.Column(name="amount", type_oid=1700, typmod=NUMERIC_12_2, is_key=False),
+        pgoutput.Column(name="tags", type_oid=1009, typmod=-1, is_key=False),
+        pgoutput.Column(name="nums", type_oid=1007, typmod=-1, is_key=False),
     ))  # fmt: skip
     u = pgoutput.UNCHANGED
-    row = envelopes.convert_row(rel, ("7", u, u, u, u))
-    assert row == {"id": 7, "note": envelopes.UNAVAILABLE, "meta": envelopes.UNAVAILABLE,
-                   "body": envelopes.UNAVAILABLE_BYTES, "amount": envelopes.UNAVAILABLE_BYTES}  # fmt: skip
+    row = envelopes.convert_row(rel, ("7", u, u, u, u, u, u))
+    assert row == {"id": 7, "note": pg_types.UNAVAILABLE, "meta": pg_types.UNAVAILABLE,
+                   "body": pg_types.UNAVAILABLE_BYTES, "amount": pg_types.UNAVAILABLE_BYTES,
+                   "tags": [pg_types.UNAVAILABLE], "nums": list(pg_types.UNAVAILABLE.encode())}  # fmt: skip
     pos = Position(lsn=5000, tx_id=777, ts_ms=1_767_225_600_000, last_commit_lsn=4000)
     _, _, value = envelopes.change_event("shop", "shopdb", rel, "u", None, row, position=pos, now_ms=1)
     result = decode(batch_of([value], topic="shop.public.docs"), options=DecodeOptions("debezium-json"))
     assert result.dead_letters == ()
     (landed,) = result.rows.to_pylist()
-    assert landed["note"] == landed["meta"] == envelopes.UNAVAILABLE  # as Debezium sends them; silver keeps
-    assert landed["body"] == envelopes.UNAVAILABLE_BYTES  # the previous value for each
+    assert landed["note"] == landed["meta"] == pg_types.UNAVAILABLE  # as Debezium sends them; silver keeps
+    assert landed["body"] == pg_types.UNAVAILABLE_BYTES  # the previous value for each
     assert landed["amount"] is None and landed["_toast_unavailable"] == ["amount"]
+    assert landed["tags"] == [pg_types.UNAVAILABLE] and landed["nums"] == list(pg_types.UNAVAILABLE.encode())

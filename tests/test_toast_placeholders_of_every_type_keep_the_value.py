@@ -1,7 +1,8 @@
-"""Debezium's unchanged-TOAST placeholder, in a text, bytes (raw or base64 in JSON), JSON and
-decimal (marked by the decoder) column, takes the previous value — also from an earlier run —
-in silver and in history; with no previous value known, NULL, never the placeholder text, with
-the row's ``_toast_unavailable`` naming the column and the run counting it."""
+"""Debezium's unchanged-TOAST placeholder, in a text, bytes (raw or base64 in JSON), JSON,
+decimal (marked by the decoder), text array and integer array column, takes the previous value
+(also from an earlier run) in silver and in history; with no previous value known, NULL, never
+the placeholder text, with the row's ``_toast_unavailable`` naming the column and the run
+counting it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ SCHEMA = pa.schema(
         ("photo", pa.binary()),
         ("photo_b64", pa.string()),  # bytes without the schema wrapper arrive as base64 text
         ("price", pa.decimal128(20, 4)),
+        ("tags", pa.list_(pa.string())),  # text[]
+        ("nums", pa.list_(pa.int32())),  # int[]
     ]
 )
 FULL = {
@@ -33,6 +36,8 @@ FULL = {
     "photo": b"\x89PNG...",
     "photo_b64": base64.b64encode(b"\x89PNG...").decode(),
     "price": Decimal("12345678.1234"),
+    "tags": ["a", "b"],
+    "nums": [1, 2, 3],
 }
 PLACEHOLDERS = {
     "doc": UNAVAILABLE,
@@ -40,6 +45,8 @@ PLACEHOLDERS = {
     "photo": UNAVAILABLE.encode(),
     "photo_b64": base64.b64encode(UNAVAILABLE.encode()).decode(),
     "price": None,
+    "tags": [UNAVAILABLE],  # Debezium's placeholder of a text array
+    "nums": list(UNAVAILABLE.encode()),  # of an integer array: the placeholder's bytes as numbers
     "_toast_unavailable": ["price"],
 }
 

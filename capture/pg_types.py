@@ -1,0 +1,184 @@
+"""PostgreSQL values (their text form, as ``pgoutput`` and the snapshot read them) as Debezium's
+PostgreSQL connector encodes them in JSON, with the Connect schema of each type: ``numeric(p,s)``
+as ``Decimal`` bytes, ``date`` as days, ``timestamp`` as ``MicroTimestamp``, ``timestamptz`` as an
+ISO ``ZonedTimestamp`` in UTC, ``time`` as ``MicroTime``, ``timetz`` as ``ZonedTime``, ``interval``
+as ``MicroDuration``, arrays of simple types as Connect arrays, ``uuid`` and ``json(b)`` as named
+strings. Types not named here are sent as their text."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from lakeport.ingestion.connect_types import duration_micros
+
+UNAVAILABLE = "__debezium_unavailable_value"
+UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode()  # bytea, precise decimals: the bytes, in JSON
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DATE = dt.date(1970, 1, 1)
+Convert = Callable[[str], Any]
+
+
+def _timestamp_us(text: str) -> int | None:
+    if text in ("infinity", "-infinity"):
+        return None
+    value = dt.datetime.fromisoformat(text)
+    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _zoned(text: str) -> str | None:
+    if text in ("infinity", "-infinity"):
+        return None
+    return dt.datetime.fromisoformat(text).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _days(text: str) -> int | None:
+    return None if text in ("infinity", "-infinity") else (dt.date.fromisoformat(text) - _EPOCH_DATE).days
+
+
+def _float(text: str) -> float | None:
+    value = float(text)
+    return None if value != value or value in (float("inf"), float("-inf")) else value  # JSON has no NaN/inf
+
+
+def _decimal_bytes(scale: int) -> Convert:
+    def convert(text: str) -> str | None:
+        if text == "NaN":
+            return None
+        unscaled = int(Decimal(text).scaleb(scale).to_integral_value())
+        size = max(1, (unscaled.bit_length() + 8) // 8)
+        return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
+
+    return convert
+
+
+def _bytea(text: str) -> str:
+    return base64.b64encode(bytes.fromhex(text[2:] if text.startswith("\\x") else text)).decode()
+
+
+def _micro_time(text: str) -> int:
+    """``time`` as Debezium's ``MicroTime``: microseconds since midnight (``24:00:00`` included)."""
+    hours, minutes, seconds = text.split(":")
+    return (int(hours) * 3600 + int(minutes) * 60) * 1_000_000 + round(Decimal(seconds) * 1_000_000)
+
+
+def _zoned_time(text: str) -> str:
+    """``timetz`` as Debezium's ``ZonedTime``: the time in UTC, ``11:45:07.5Z``."""
+    moved = dt.datetime.combine(dt.date(2000, 1, 3), dt.time.fromisoformat(text)).astimezone(dt.UTC).time()
+    fraction = f"{moved.microsecond:06d}".rstrip("0")
+    return moved.strftime("%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
+def _duration(text: str) -> int | None:
+    """``interval`` as Debezium's ``MicroDuration`` (a month is 365.25 / 12 days)."""
+    return duration_micros(text)
+
+
+def pg_array(text: str) -> list[Any]:
+    """PostgreSQL's array text (``{a,"b c",NULL,{1,2}}``) as nested lists of element texts."""
+    values, end = _array_at(text, 0)
+    if end != len(text):
+        raise ValueError(f"not an array literal: {text[:40]!r}")
+    return values
+
+
+def _array_at(text: str, i: int) -> tuple[list[Any], int]:
+    """The array starting at ``text[i]`` (a ``{``) and the index just past its ``}``."""
+    if text[i] != "{":
+        raise ValueError(f"not an array literal: {text[:40]!r}")
+    out: list[Any] = []
+    i += 1
+    while text[i] != "}":
+        value: Any
+        if text[i] == "{":
+            value, i = _array_at(text, i)
+        elif text[i] == '"':
+            chars, i = [], i + 1
+            while text[i] != '"':
+                i += text[i] == "\\"  # a backslash escapes the next character
+                chars.append(text[i])
+                i += 1
+            value, i = "".join(chars), i + 1
+        else:
+            end = min(j for j in (text.find(",", i), text.find("}", i), len(text)) if j >= 0)
+            value = None if text[i:end] == "NULL" else text[i:end]
+            i = end
+        out.append(value)
+        i += text[i] == ","
+    return out, i + 1
+
+
+_ARRAYS = {1000: 16, 1005: 21, 1007: 23, 1016: 20, 1021: 700, 1022: 701, 1009: 25, 1015: 1043, 1014: 1042, 2951: 2950,
+           199: 114, 3807: 3802}  # fmt: skip  # array type -> element type, where Debezium sends a Connect array
+
+
+def _array(element: Convert) -> Convert:
+    def convert(text: str) -> list[Any]:
+        return _elements(pg_array(text), element)
+
+    return convert
+
+
+def _elements(values: list[Any], element: Convert) -> list[Any]:
+    return [None if v is None else _elements(v, element) if isinstance(v, list) else element(v) for v in values]
+
+
+def unavailable(schema: dict[str, Any]) -> Any:
+    """Debezium's placeholder for an unchanged TOAST value of a column of this Connect schema: the
+    text; its bytes (base64) in a bytes column; in an array, a list of the text, or of its bytes
+    as numbers in an integer array."""
+    if schema["type"] == "bytes":
+        return UNAVAILABLE_BYTES
+    if schema["type"] == "array":
+        return list(UNAVAILABLE.encode()) if schema["items"]["type"].startswith("int") else [UNAVAILABLE]
+    return UNAVAILABLE
+
+
+@lru_cache(maxsize=1024)
+def column_type(type_oid: int, typmod: int) -> tuple[dict[str, Any], Convert]:
+    """(Connect schema of the field, text → JSON value) for a PostgreSQL type."""
+    simple: dict[int, tuple[str, Convert]] = {
+        16: ("boolean", lambda t: t in ("t", "true")),  # output function: t; ::text cast: true
+        20: ("int64", int),
+        21: ("int16", int),
+        23: ("int32", int),
+        26: ("int64", int),
+        700: ("float", _float),
+        701: ("double", _float),
+    }
+    if type_oid in simple:
+        kind, convert = simple[type_oid]
+        return {"type": kind}, convert
+    named: dict[int, tuple[str, str, Convert]] = {
+        1082: ("int32", "io.debezium.time.Date", _days),
+        1083: ("int64", "io.debezium.time.MicroTime", _micro_time),
+        1266: ("string", "io.debezium.time.ZonedTime", _zoned_time),
+        1186: ("int64", "io.debezium.time.MicroDuration", _duration),
+        1114: ("int64", "io.debezium.time.MicroTimestamp", _timestamp_us),
+        1184: ("string", "io.debezium.time.ZonedTimestamp", _zoned),
+        2950: ("string", "io.debezium.data.Uuid", str),
+        114: ("string", "io.debezium.data.Json", str),
+        3802: ("string", "io.debezium.data.Json", str),
+    }
+    if type_oid in named:
+        kind, name, convert = named[type_oid]
+        return {"type": kind, "name": name, "version": 1}, convert
+    if type_oid in _ARRAYS:
+        items, element = column_type(_ARRAYS[type_oid], typmod)
+        return {"type": "array", "items": {**items, "optional": True}}, _array(element)
+    if type_oid == 1700 and typmod >= 4:  # the scale is 11 bits, signed (numeric(5,-2) since PostgreSQL 15)
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0x7FF
+        scale = scale - 0x800 if scale & 0x400 else scale
+        params = {"scale": str(scale), "connect.decimal.precision": str(precision)}
+        return {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": params}, (
+            _decimal_bytes(scale)
+        )
+    if type_oid == 17:
+        return {"type": "bytes"}, _bytea
+    return {"type": "string"}, str  # text, varchar, char, unconstrained numeric (as a string), the rest

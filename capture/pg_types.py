@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -47,11 +47,14 @@ def _float(text: str) -> float | None:
     return None if value != value or value in (float("inf"), float("-inf")) else value  # JSON has no NaN/inf
 
 
+_EXACT = Context(prec=1000)  # the default context rounds to 28 digits
+
+
 def _decimal_bytes(scale: int) -> Convert:
     def convert(text: str) -> str | None:
         if text == "NaN":
             return None
-        unscaled = int(Decimal(text).scaleb(scale).to_integral_value())
+        unscaled = int(Decimal(text).scaleb(scale, context=_EXACT).to_integral_value(context=_EXACT))
         size = max(1, (unscaled.bit_length() + 8) // 8)
         return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
 

@@ -33,9 +33,11 @@ class SchemaAlerts:
 
     def report(self, table: str, letters: tuple[DeadLetter, ...]) -> None:
         counts: dict[str, int] = {}
+        example: dict[str, str] = {}  # a record's own error per kind: the types as they are, unfolded
         for d in letters:
             if d.stage == STAGE:
                 counts[kind(d.error)] = counts.get(kind(d.error), 0) + 1
+                example.setdefault(kind(d.error), d.error.split(": ", 1)[-1][:300])
         for what, n in counts.items():
             key = f"schema_conflict:{table}:{what}"
             log.warning("schema_conflict_dead_lettered", table=table, conflict=what, records=n)
@@ -43,7 +45,7 @@ class SchemaAlerts:
                 continue
             self.sent.add(key)
             alert = Alert(
-                key=key, table=table, rows=n, title=f"records of {table} do not fit its schema: {what}",
+                key=key, table=table, rows=n, title=f"records of {table} do not fit its schema: {example[what]}",
                 detail="they are in ops.dead_letters (stage schema), not coerced; when the table or the source is "
                        "fixed: lakeport dead-letters replay --table " + table,
                 link=f"lakeport dead-letters list --table {table}",

@@ -127,7 +127,8 @@ def _alone(values: list[bytes], index: list[int], parse: Parser, hint: pa.Struct
     columns are read as they are once more (``infer``; the rest keep the table's types): a number
     with a fraction in an integer column is a lossless widening (the table evolves, and later
     records parse with the wider type); anything else that does not fit stays refused (text is
-    never read as a number, and integers are never read through a double)."""
+    never read as a number, and integers are never read through a double), named by its column and
+    both types."""
     if infer and hint is not None and any(pa.types.is_integer(f.type) for f in hint):
         loose = pa.struct([f for f in hint if not pa.types.is_integer(f.type)])
         try:
@@ -139,5 +140,13 @@ def _alone(values: list[bytes], index: list[int], parse: Parser, hint: pa.Struct
             if wider:
                 widened = pa.struct([pa.field(f.name, wider.get(f.name, f.type)) for f in hint])
                 return [Chunk(rows, index, row_type)], merge_hint(widened, row_type)
-    bad[index[0]] = debezium.control_record(values[0]) or f"{type(exc).__name__}: {exc}"
+    error = f"{type(exc).__name__}: {exc}"
+    if infer and hint is not None:  # read as it is, the table's types name the column and both types
+        try:
+            parse(values, None, None)
+        except arrow_types.SchemaConflict as conflict:
+            error = f"SchemaConflict: {conflict}"
+        except Exception:  # the parser's own message stays
+            pass
+    bad[index[0]] = debezium.control_record(values[0]) or error
     return [], hint

@@ -14,6 +14,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ class TableReport:
     missing: list[list[str]] = field(default_factory=list)  # sample keys, source only
     extra: list[list[str]] = field(default_factory=list)  # sample keys, lake only
     different: list[list[str]] = field(default_factory=list)  # sample keys, values differ
+    different_columns: dict[str, int] = field(default_factory=dict)  # column -> sampled keys where it differs
     missing_columns: list[str] = field(default_factory=list)
     lake_version: int | None = None
 
@@ -154,20 +156,29 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
         columns: list[tuple[str, str]] = [(r[0], r[1]) for r in cur.fetchall() if r[0] not in protected]
     # intervals as ISO 8601 text: psycopg2 would read a month as 30 days
     col_list = ", ".join(f'"{c}"::text AS "{c}"' if t.startswith("interval") else f'"{c}"' for c, t in columns)
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute("SET intervalstyle = 'iso_8601'")
-        cur.execute(f'SELECT {col_list} FROM "{schema}"."{name}"')
-        source_rows = {tuple(canonical(r[k], "") for k in table.key): _digest(r, columns) for r in cur}
+    query = f'SELECT {col_list} FROM "{schema}"."{name}"'
+
+    def source_side() -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute("SET intervalstyle = 'iso_8601'")
+            cur.execute(query)
+            yield from ((tuple(canonical(r[k], "") for k in table.key), r) for r in cur)
+
+    source_rows = {k: _digest(r, columns) for k, r in source_side()}
     silver = open_table(settings.lake.table_uri("silver", table.name), settings.lake.to_object_store())
     lake_rows: dict[tuple[str, ...], str] = {}
+
+    def lake_side() -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+        present = set(silver.schema().to_arrow().names)  # type: ignore[union-attr, attr-defined]
+        wanted = [c for c, _ in columns if c in present]
+        for row in _rows(silver, wanted, _source_filter(table, source, present)):  # type: ignore[arg-type]
+            yield tuple(canonical(row[k], "") for k in table.key), row
+
     if silver is not None:
         report.lake_version = silver.version()
         present = set(silver.schema().to_arrow().names)  # type: ignore[attr-defined]
         report.missing_columns = [c for c, _ in columns if c not in present]
-        wanted = [c for c, _ in columns if c in present]
-        filters = _source_filter(table, source, present)
-        for row in _rows(silver, wanted, filters):
-            lake_rows[tuple(canonical(row[k], "") for k in table.key)] = _digest(row, columns)
+        lake_rows = {k: _digest(r, columns) for k, r in lake_side()}
     report.source_rows, report.lake_rows = len(source_rows), len(lake_rows)
     missing = sorted(source_rows.keys() - lake_rows.keys())
     extra = sorted(lake_rows.keys() - source_rows.keys())
@@ -176,6 +187,14 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
     report.missing, report.extra, report.different = (
         [list(k) for k in keys[:SAMPLE]] for keys in (missing, extra, different)
     )
+    if different:  # which columns differ, over the sampled keys (both sides read once more)
+        sampled = set(different[:SAMPLE])
+        theirs = {k: r for k, r in source_side() if k in sampled}
+        for key, row in lake_side():
+            if key in sampled:
+                for column, pg_type in columns:
+                    if canonical(row.get(column), pg_type) != canonical(theirs[key][column], pg_type):
+                        report.different_columns[column] = report.different_columns.get(column, 0) + 1
     return report
 
 

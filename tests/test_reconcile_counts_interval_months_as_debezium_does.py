@@ -64,7 +64,7 @@ def test_intervals_with_months_reconcile_and_a_wrong_one_is_reported(local_stack
         lake["span"][4] = iso_duration(SPANS[5][1] + 1)  # one microsecond off
         write_deltalake(uri, pa.table(lake), mode="overwrite")
         report = reconcile_table(settings, table, source, conn)
-        assert (report.different_count, report.different) == (1, [["5"]])
+        assert (report.different_count, report.different, report.different_columns) == (1, [["5"]], {"span": 1})
 
 
 def _debezium_string(micros: int) -> str:

@@ -52,5 +52,5 @@ def test_schema_conflicts_page_once_per_kind_and_block_the_table_in_status(
     status = json.loads(run_cli(["status", "--config", str(config), "--json"]).stdout)
     (items,) = [s for s in status if s["table"] == "items"]
     assert items["schema_blocked"] == 3 and items["lag"] == 0
-    shown = run_cli(["status", "--config", str(config)]).stdout
+    shown = run_cli(["status", "--config", str(config)], env={"COLUMNS": "300"}).stdout
     assert "BLOCKED on a schema change: 3 records" in shown

@@ -75,6 +75,7 @@ def test_only_the_conflicting_records_of_a_batch_are_dead_letters() -> None:
     out = decode(batch_of(values, fmt="json", topic="t"), options=DecodeOptions("json", TABLE))
     assert [d.message.offset for d in out.dead_letters] == [3]
     assert out.rows["qty"].to_pylist() == [0, 1, 2, 4, 5]
+    assert "column 'qty' is int64 in the table, the record has string" in out.dead_letters[0].error
 
 
 def test_kinds_of_numbers_and_text_never_mix() -> None:

@@ -17,6 +17,9 @@ from lakeport.ingestion.records import DeadLetter, Record, key_column
 
 TABLE = "dead_letters"
 LAYER = "ops"
+# in the error of a row the table refused after decoding: its value is the decoded row as JSON, not
+# the raw record (replayable into a ``json`` table; not into a Debezium one, which needs the envelope)
+REENCODED = "[value: the decoded row as JSON]"
 HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))  # the record's Kafka headers
 SCHEMA = pa.schema(
     [

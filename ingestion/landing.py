@@ -156,5 +156,5 @@ def _rejected(table: str, rows: pa.Table, error: str, *, stage: str = "write") -
             key=key_bytes(row["_key"]),
             value=json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode(),
         )
-        out.append(DeadLetter(table=table, message=message, error=error, stage=stage))
+        out.append(DeadLetter(table=table, message=message, error=f"{error} {dead_letters.REENCODED}", stage=stage))
     return out

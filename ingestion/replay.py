@@ -10,7 +10,8 @@ The commit order of one table's replay (the only place it is written down):
 
 1. Read ``ops.dead_letters``, pick the table's records matching the filters, one per
    ``topic[partition]@offset``. Records whose raw value was withheld (a table with column rules and
-   ``keep_raw_dead_letters`` off) are reported as not replayable.
+   ``keep_raw_dead_letters`` off), and rows a Debezium table refused after decoding (their value
+   is the decoded row, not the envelope), are reported as not replayable.
 2. Open (or create) the bronze table and read the ``_replayed_from`` values it holds at that
    version: those dead letters were replayed already (by an earlier run, or one that crashed after
    its commit) and are skipped.
@@ -24,10 +25,12 @@ The commit order of one table's replay (the only place it is written down):
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import reduce
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -72,15 +75,13 @@ def read_letters(settings: Settings, *, table: str | None = None, since: datetim
     one row per record, with an ``id`` column."""
     uri = settings.lake.table_uri(dead_letters.LAYER, dead_letters.TABLE)
     try:
-        rows = DeltaTable(uri, storage_options=settings.lake.to_object_store() or None).to_pyarrow_table()
+        letters = DeltaTable(uri, storage_options=settings.lake.to_object_store() or None).to_pyarrow_dataset()
     except TableNotFoundError:
         return dead_letters.SCHEMA.empty_table().append_column("id", pa.array([], pa.string()))
-    if table is not None:
-        rows = rows.filter(pc.equal(rows["table_name"], table))
+    wanted = [pc.field("table_name") == table] if table is not None else []  # read only what is selected
     if since is not None:
-        rows = rows.filter(
-            pc.greater_equal(rows["_ingested_at"], pa.scalar(since, rows.schema.field("_ingested_at").type))
-        )
+        wanted.append(pc.field("_ingested_at") >= pa.scalar(since, letters.schema.field("_ingested_at").type))
+    rows = letters.to_table(filter=reduce(operator.and_, wanted) if wanted else None)
     if error_like:
         rows = rows.filter(pc.match_substring(pc.utf8_lower(rows["error"]), error_like.lower()))
     ids = _ids(rows)
@@ -108,7 +109,10 @@ def replay_table(settings: Settings, table: str, letters: pa.Table, *, dry_run: 
     commit (decoding memory stays bounded); a lost race with another replay is retried from step 2."""
     start = time.monotonic()
     writer = writer or DeltaWriter(settings.lake.to_object_store())
-    withheld = pa.array([v is not None and v.startswith(WITHHELD) for v in letters["_value"].to_pylist()], pa.bool_())
+    reencoded = settings.table(table).format != "json"  # such values are rows, not the envelopes it reads
+    withheld = pa.array([(v is not None and v.startswith(WITHHELD)) or (reencoded and dead_letters.REENCODED in e)
+                         for v, e in zip(letters["_value"].to_pylist(), letters["error"].to_pylist(), strict=True)],
+                        pa.bool_())  # fmt: skip
     letters, not_replayable = letters.filter(pc.invert(withheld)), pc.sum(withheld).as_py() or 0
     parts = [_retried(settings, table, letters.slice(i, chunk), dry_run=dry_run, writer=writer)
              for i in range(0, letters.num_rows, chunk)]  # fmt: skip

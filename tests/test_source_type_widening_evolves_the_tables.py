@@ -162,3 +162,18 @@ def _json_batch(rows: list[dict[str, Any]], first: int) -> Batch:
     raw = RawBatch(topic=TOPIC, partition=0, offsets=list(range(first, first + n)), timestamps_ms=[0] * n,
                    keys=[None] * n, values=[json.dumps(r).encode() for r in rows])  # fmt: skip
     return Batch(table="items", format="json", parts=(raw,), ranges={(TOPIC, 0): (first, first + n - 1)})
+
+
+def test_a_row_a_debezium_table_refused_is_a_schema_dead_letter_reported_not_replayable(tmp_path: Path) -> None:
+    """Its value can only be the decoded row (the raw envelope is gone after decoding), which a
+    ``debezium-json`` table cannot read back: replay says so instead of failing on it forever."""
+    from lakeport.ingestion.replay import read_letters, replay_table
+
+    settings = Settings(lake={"uri": str(tmp_path)}, tables=[
+        {"name": "items", "topics": [TOPIC], "format": "debezium-json", "key": ["id"]}])  # fmt: skip
+    _land(settings, [_event({"big": {"type": "int64", "optional": True}}, "c", {"id": 1, "big": 2**62 + 1}, 10)], 0)
+    _land(settings, [_event({"big": {"type": "double", "optional": True}}, "u", {"id": 1, "big": 1.5}, 20)], 1)
+    (letter,) = read_letters(settings, table="items").to_pylist()
+    assert letter["stage"] == "schema" and "would change stored values" in letter["error"]
+    result = replay_table(settings, "items", read_letters(settings, table="items"))
+    assert (result.selected, result.not_replayable, result.landed, result.still_failing) == (1, 1, 0, 0)

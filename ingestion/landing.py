@@ -70,11 +70,11 @@ class Lander:
         conflicts: list[DeadLetter] = []
         wider = arrow_types.widenings(stored, rows.schema)
         if wider:  # a source type change to a wider type: the table evolves first (one commit)
-            try:
-                self.writer.widen(uri, wider, table=batch.table)
-            except SchemaRejected as exc:  # it would change stored values: the rows that need it conflict
-                rows, refused = arrow_types.fit(rows, stored, list(wider))
-                conflicts = _rejected(batch.table, refused, f"SchemaConflict: {exc}", stage="schema")
+            refused = self._widen(uri, wider, batch.table)
+            if refused:  # it would change stored values: the rows that need it conflict
+                rows, misfits = arrow_types.fit(rows, stored, list(refused))
+                conflicts = _rejected(batch.table, misfits, f"SchemaConflict: {'; '.join(refused.values())}",
+                                      stage="schema")  # fmt: skip
                 letters += conflicts
         landed = offsets.landed(table, batch.ranges)
         rows, skipped = offsets.drop_landed(rows, landed, ranges=batch.ranges)
@@ -103,6 +103,23 @@ class Lander:
             next_offsets={tp: last + 1 for tp, (_, last) in batch.ranges.items()},
             conflicts=tuple(conflicts),
         )
+
+    def _widen(self, uri: str, wider: dict[str, pa.DataType], table: str) -> dict[str, str]:
+        """Widen the table (one commit); if that would change stored values, column by column.
+        Returns the columns refused, with why."""
+        try:
+            self.writer.widen(uri, wider, table=table)
+            return {}
+        except SchemaRejected as exc:
+            if len(wider) == 1:
+                return {next(iter(wider)): str(exc)}
+        refused = {}
+        for column, dtype in wider.items():
+            try:
+                self.writer.widen(uri, {column: dtype}, table=table)
+            except SchemaRejected as exc:
+                refused[column] = str(exc)
+        return refused
 
     def write_options(self, table: str) -> WriteOptions:
         ing, config = self.settings.ingest, self.settings.table(table)

@@ -143,18 +143,21 @@ def test_a_widening_that_would_change_stored_values_is_refused_record_by_record(
         {"name": "items", "topics": [TOPIC], "format": "json", "key": ["id"]}])  # fmt: skip
     uri, big = settings.lake.table_uri("bronze", "items"), 2**62 + 1
     writer = DeltaWriter({})
-    Lander(settings, writer).land(decode(_json_batch([{"id": 0, "n": big}], 0), options=DecodeOptions("json")))
+    Lander(settings, writer).land(decode(_json_batch([{"id": 0, "n": big, "q": 1}], 0), options=DecodeOptions("json")))
     known = pa.schema(writer.open(uri).schema().to_arrow())  # type: ignore[union-attr, arg-type]
-    decoded = decode(_json_batch([{"id": 1, "n": 8.0}, {"id": 2, "n": 1.5}], 1), options=DecodeOptions("json", known))
+    decoded = decode(_json_batch([{"id": 1, "n": 8.0, "q": 2.5}, {"id": 2, "n": 1.5, "q": 3}], 1),
+                     options=DecodeOptions("json", known))  # fmt: skip
     assert decoded.dead_letters == () and decoded.rows.schema.field("n").type == pa.float64()  # a widening, so far
     result = Lander(settings, writer).land(decoded)
     assert (result.rows, result.dead_letters) == (1, 1) and [c.record for c in result.conflicts] == [(TOPIC, 0, 2)]
     bronze = read_table(uri)
     assert bronze.schema.field("n").type == pa.int64()
-    assert sorted(zip(bronze["_offset"].to_pylist(), bronze["n"].to_pylist(), strict=True)) == [(0, big), (1, 8)]
+    assert bronze.schema.field("q").type == pa.float64()  # the other column's widening is not held back
+    rows = sorted(zip(bronze["_offset"].to_pylist(), bronze["n"].to_pylist(), bronze["q"].to_pylist(), strict=True))
+    assert rows == [(0, big, 1.0), (1, 8, 2.5)]
     (letter,) = read_table(settings.lake.table_uri(LAYER, TABLE)).to_pylist()
     assert (letter["_offset"], letter["stage"]) == (2, "schema") and "would change stored values" in letter["error"]
-    assert json.loads(letter["_value"]) == {"id": 2, "n": 1.5}
+    assert json.loads(letter["_value"]) == {"id": 2, "n": 1.5, "q": 3.0}
 
 
 def _json_batch(rows: list[dict[str, Any]], first: int) -> Batch:

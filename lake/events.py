@@ -23,6 +23,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, Transaction
 
 from lakeport.lake import changes as cf
+from lakeport.lake import evolve
 from lakeport.lake.errors import KeyMissing
 from lakeport.lake.tables import open_table, quote
 
@@ -94,6 +95,8 @@ def _apply_chunk(
     if first is not None and first.num_rows:
         if silver is None:
             silver = cf.create_once(silver_uri, first.schema, storage_options=opts, name=name)
+        else:  # a column bronze widened (a source type change): the events table first
+            evolve.widen_to(silver, first.schema)
         on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key)
         commit = CommitProperties(app_transactions=txns)
         metrics = (

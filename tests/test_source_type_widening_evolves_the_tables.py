@@ -180,3 +180,21 @@ def test_a_row_a_debezium_table_refused_is_a_schema_dead_letter_reported_not_rep
     assert letter["stage"] == "schema" and "would change stored values" in letter["error"]
     result = replay_table(settings, "items", read_letters(settings, table="items"))
     assert (result.selected, result.not_replayable, result.landed, result.still_failing) == (1, 1, 0, 0)
+
+
+def test_an_events_table_widens_with_its_bronze_table(tmp_path: Path) -> None:
+    """Domain events (schemaless JSON, deduplicated by key into ``silver.<t>``): an amount that was
+    always whole, then one with a fraction; bronze and the events table both become double."""
+    settings = Settings(lake={"uri": str(tmp_path)}, tables=[
+        {"name": "items", "topics": [TOPIC], "format": "json", "key": ["id"]}])  # fmt: skip
+    writer, uri = DeltaWriter({}), settings.lake.table_uri("bronze", "items")
+    Lander(settings, writer).land(decode(_json_batch([{"id": 1, "amount": 10}], 0), options=DecodeOptions("json")))
+    assert not failed(refresh_silver(settings))
+    known = pa.schema(writer.open(uri).schema().to_arrow())  # type: ignore[union-attr, arg-type]
+    decoded = decode(_json_batch([{"id": 2, "amount": 10.5}], 1), options=DecodeOptions("json", known))
+    Lander(settings, writer).land(decoded)
+    results = refresh_silver(settings)
+    assert not failed(results), results
+    events = read_table(settings.lake.table_uri("silver", "items"))
+    assert events.schema.field("amount").type == pa.float64()
+    assert sorted(zip(events["id"].to_pylist(), events["amount"].to_pylist(), strict=True)) == [(1, 10.0), (2, 10.5)]

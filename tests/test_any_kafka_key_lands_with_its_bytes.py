@@ -13,8 +13,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
-from helpers import CDC_BRONZE, cdc, lake_rows, land_cdc, read_table
+from helpers import CDC_BRONZE, cdc, lake_rows, land_cdc, make_topic, read_table, run_cli, send, unique, write_config
 
+from lakeport.dev.stack import StackState
 from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.landing import Lander
 from lakeport.ingestion.records import Batch, RawBatch
@@ -147,3 +148,18 @@ def test_an_old_key_header_of_any_shape_fills_or_leaves_null_never_fails(
         assert row["doc"] == ("the long text" if found else None), row
         assert row["_toast_unavailable"] == (None if found else ["doc"]), row
     assert 5 not in lake_rows(silver)
+
+
+@pytest.mark.stack
+def test_keys_of_any_shape_arrive_through_the_broker_byte_for_byte(local_stack: StackState, tmp_path: Path) -> None:
+    """The same keys sent to a real broker and read by ``lakeport ingest --once``, tombstones too."""
+    topic = unique("keys.")
+    make_topic(local_stack, topic, 1)
+    values: list[bytes | None] = [json.dumps({"n": i}).encode() for i in range(len(KEYS))] + [None] * len(KEYS)
+    send(local_stack, topic, values, keys=KEYS + KEYS)
+    lake = str(tmp_path / "lake")
+    config = write_config(tmp_path / "lakeport.yaml", local_stack, lake_uri=lake,
+                          tables=[{"name": "t", "topics": [topic], "format": "json"}])  # fmt: skip
+    run_cli(["ingest", "--once", "--config", str(config)], timeout=120)
+    by_offset = {r["_offset"]: r["_key"] for r in read_table(f"{lake}/bronze/t").to_pylist()}
+    assert [by_offset.get(o) for o in range(2 * len(KEYS))] == KEYS + KEYS

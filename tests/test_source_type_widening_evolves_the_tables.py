@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from helpers import read_table
 
 from lakeport.ingestion import offsets
 from lakeport.ingestion.decode import DecodeOptions, decode
+from lakeport.ingestion.errors import TransientError
 from lakeport.ingestion.landing import Lander
 from lakeport.ingestion.records import Batch, RawBatch
 from lakeport.ingestion.writer import DeltaWriter
@@ -198,3 +200,74 @@ def test_an_events_table_widens_with_its_bronze_table(tmp_path: Path) -> None:
     events = read_table(settings.lake.table_uri("silver", "items"))
     assert events.schema.field("amount").type == pa.float64()
     assert sorted(zip(events["id"].to_pylist(), events["amount"].to_pylist(), strict=True)) == [(1, 10.0), (2, 10.5)]
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["bronze rewrite, before its commit", "bronze rewrite committed, before the append",
+     "silver rewrite committed, before the merge", "history rewrite committed, before its merge"],
+)  # fmt: skip
+def test_a_crash_at_any_step_of_a_widening_loses_and_repeats_nothing(
+    step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The widening's rewrite is one commit that keeps every app transaction: a crash before it
+    leaves the table as it was, one after it leaves a wider table whose offsets and watermarks
+    still say what landed and what was applied. The retry (the same batch, the same refresh) ends
+    with every record once in bronze and every change once in silver and history."""
+    from lakeport.ingestion import writer as writer_module
+    from lakeport.lake import evolve
+
+    settings = Settings(lake={"uri": str(tmp_path)}, tables=[
+        {"name": "items", "topics": [TOPIC], "format": "debezium-json", "key": ["id"], "history": True}])  # fmt: skip
+    _land(settings, [_event(BEFORE, "c", {"id": i, "qty": i, "amount": _unscaled(i * 125), "day": 20_000 + i}, 10 + i)
+                     for i in range(1, 4)], 0)  # fmt: skip
+    assert not failed(refresh_silver(settings))
+    armed = [True]
+
+    def once() -> None:
+        if armed[0]:
+            armed[0] = False
+            raise _Crash(step)
+
+    if step.startswith("bronze rewrite, before"):
+        real_write = evolve.write_deltalake
+        monkeypatch.setattr(evolve, "write_deltalake", lambda *a, **k: (once(), real_write(*a, **k)))
+    elif step.startswith("bronze rewrite committed"):
+        real_append = writer_module.DeltaWriter.append
+        monkeypatch.setattr(writer_module.DeltaWriter, "append", lambda self, *a, **k: (
+            once() if "bronze" in a[0] else None, real_append(self, *a, **k))[1])  # fmt: skip
+    else:
+        real_widen, which = evolve.widen_to, "items_history" if step.startswith("history") else "/silver/items/"
+
+        def widen_then_crash(table: Any, rows: Any) -> None:
+            real_widen(table, rows)
+            if which in table.table_uri + "/":
+                once()
+
+        monkeypatch.setattr(evolve, "widen_to", widen_then_crash)
+    wide = {"id": 2, "qty": 2.5, "amount": _unscaled(1234567890123456), "day": 1_700_000_000_123_456}
+    batch = [_event(AFTER, "u", wide, 20)]
+    try:
+        _land(settings, batch, 3)
+        results = refresh_silver(settings)
+    except (_Crash, TransientError):
+        results = []
+    if not results or failed(results):  # the crash: the worker and the refresh run again
+        _land(settings, batch, 3)
+        assert not failed(refresh_silver(settings))
+    assert not armed[0], "the crash never happened"
+    assert not failed(refresh_silver(settings))
+    bronze = read_table(settings.lake.table_uri("bronze", "items"))
+    assert sorted(bronze["_offset"].to_pylist()) == [0, 1, 2, 3]  # every record once
+    assert bronze.schema.field("qty").type == pa.float64()
+    handle = DeltaWriter({}).open(settings.lake.table_uri("bronze", "items"))
+    assert offsets.next_offsets(handle, [(TOPIC, 0)]) == {(TOPIC, 0): 4}
+    silver = {r["id"]: r for r in read_table(settings.lake.table_uri("silver", "items")).to_pylist()}
+    assert {i: silver[i]["qty"] for i in silver} == {1: 1.0, 2: 2.5, 3: 3.0}
+    history = read_table(settings.lake.table_uri("silver", "items_history")).to_pylist()
+    assert sorted((r["id"], r["qty"], r["is_current"]) for r in history) == [
+        (1, 1.0, True), (2, 2.0, False), (2, 2.5, True), (3, 3.0, True)]  # fmt: skip

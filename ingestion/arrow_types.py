@@ -175,17 +175,56 @@ def unify(schemas: list[pa.Schema]) -> pa.Schema:
     return pa.unify_schemas(adjusted, promote_options="permissive")
 
 
-def concat(tables: list[pa.Table]) -> pa.Table:
-    """Tables of one batch as one, in the :func:`unify` schema (a widened column cast up)."""
+def concat(tables: list[pa.Table]) -> tuple[pa.Table, dict[int, str]]:
+    """Tables of one batch as one, in the :func:`unify` schema (a widened column cast up), and the
+    rows left out (positions in the tables' order) whose values that schema cannot hold exactly,
+    with why: a bigint beyond 2**53 in a column another record widened to a double. Those are
+    conflicts, never rounded."""
     if len(tables) == 1:
-        return tables[0]
+        return tables[0], {}
     schema = unify([t.schema for t in tables])
-    return pa.concat_tables([conform(t, schema) for t in tables], promote_options="permissive")
+    out, misfits, at = [], {}, 0
+    for table in tables:
+        kept, bad = conform_rows(table, schema)
+        out.append(kept)
+        misfits.update({at + i: error for i, error in bad.items()})
+        at += table.num_rows
+    return pa.concat_tables(out, promote_options="permissive"), misfits
 
 
-def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
+def conform_rows(table: pa.Table, schema: pa.Schema, *, narrow: bool = False) -> tuple[pa.Table, dict[int, str]]:
+    """:func:`conform`, exactly (an integer becomes a double only where it stays exact), and the
+    rows that cannot be (left out of the result), by position, with why."""
+    try:
+        return _exactly(table, schema, narrow), {}
+    except (SchemaConflict, pa.ArrowInvalid):
+        pass
+    keep, misfits = [], {}
+    for i in range(table.num_rows):  # the rare table that does not fit: row by row
+        try:
+            _exactly(table.slice(i, 1), schema, narrow)
+            keep.append(i)
+        except (SchemaConflict, pa.ArrowInvalid) as exc:
+            misfits[i] = f"SchemaConflict: {exc}"
+    return _exactly(table.take(pa.array(keep, pa.int64())), schema, narrow), misfits
+
+
+def _exactly(table: pa.Table, schema: pa.Schema, narrow: bool = False) -> pa.Table:
+    """:func:`conform`, and an integer column cast to a double only where every value stays exact."""
+    cast = conform(table, schema, narrow=narrow)
+    for f in table.schema:
+        if pa.types.is_integer(f.type) and f.name in schema.names and pa.types.is_floating(schema.field(f.name).type):
+            back = pc.cast(cast[f.name], f.type, safe=False)
+            if pc.all(pc.or_kleene(pc.is_null(table[f.name]), pc.equal(back, table[f.name]))).as_py() is False:
+                want = schema.field(f.name).type
+                raise SchemaConflict(f"schema: column {f.name!r} is {want} here, a {f.type} value has no exact {want}")
+    return cast
+
+
+def conform(table: pa.Table, target: pa.Schema | None, *, narrow: bool = False) -> pa.Table:
     """Cast columns the target table already has to its types (raises if a value cannot fit, and
-    :class:`SchemaConflict` if its type cannot land there without changing it)."""
+    :class:`SchemaConflict` if its type cannot land there without changing it). A wider column is
+    kept for the table to evolve, unless ``narrow`` (the table refused to): then cast exactly."""
     if target is None:
         return table
     names = set(target.names)
@@ -193,7 +232,9 @@ def conform(table: pa.Table, target: pa.Schema | None) -> pa.Table:
     for f, col in zip(table.schema, table.columns, strict=True):
         if f.name in names:
             want = target.field(f.name).type
-            if not want.equals(f.type) and not widens(f.type, want):  # wider: the table evolves
+            if not want.equals(f.type) and col.null_count == len(col):  # nulls (or no rows) fit any type
+                col = pa.chunked_array([pa.nulls(len(col), want)])
+            elif not want.equals(f.type) and (narrow or not widens(f.type, want)):  # wider: the table evolves
                 if not castable(f.type, want):
                     raise SchemaConflict(f"schema: column {f.name!r} is {want} in the table, the record has {f.type}")
                 try:
@@ -218,28 +259,3 @@ def _merge_struct(want: pa.DataType, have: pa.DataType) -> pa.DataType:
         fields += [f for f in have if f.name not in known]
         return pa.struct(fields)
     return want
-
-
-def fit(rows: pa.Table, stored: pa.Schema, columns: list[str]) -> tuple[pa.Table, pa.Table]:
-    """``rows`` split in two: those whose values of ``columns`` the ``stored`` types hold exactly
-    (cast to them), and the rest, unchanged (a widening the table refused: they conflict)."""
-    ok = pa.array([True] * rows.num_rows, pa.bool_())
-    for name in columns:
-        col, want = rows[name], stored.field(name).type
-        try:
-            same = pc.equal(pc.cast(pc.cast(col, want, safe=False), col.type, safe=False), col)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # value by value, then
-            same = pa.array([_exact(v, want) for v in col.to_pylist()], pa.bool_())
-        ok = pc.and_(ok, pc.fill_null(pc.or_kleene(pc.is_null(col), same), True))
-    kept = rows.filter(ok)
-    for name in columns:
-        kept = kept.set_column(kept.column_names.index(name), name, kept[name].cast(stored.field(name).type))
-    return kept, rows.filter(pc.invert(ok))
-
-
-def _exact(value: object, want: pa.DataType) -> bool:
-    try:
-        pa.scalar(value).cast(want)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
-        return False
-    return True

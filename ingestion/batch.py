@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakeport.ingestion import arrow_types
-from lakeport.ingestion.records import Batch, Decoded, RawBatch
+from lakeport.ingestion import arrow_types, dead_letters
+from lakeport.ingestion.records import Batch, DeadLetter, Decoded, RawBatch
 
 TP = tuple[str, int]
 
@@ -55,9 +56,23 @@ def merge(table: str, pieces: list[Decoded]) -> Decoded:
         for tp, (first, last) in piece.ranges.items():
             old = ranges.get(tp)
             ranges[tp] = (first, last) if old is None else (min(old[0], first), max(old[1], last))
-    rows = arrow_types.concat([p.rows for p in pieces])
-    dead = tuple(d for p in pieces for d in p.dead_letters)
+    rows, misfits = arrow_types.concat([p.rows for p in pieces])
+    dead = tuple(d for p in pieces for d in p.dead_letters) + _misfits(table, pieces, misfits)
     return Decoded(table, rows, dead, ranges, sum(p.messages for p in pieces), sum(p.raw_bytes for p in pieces))
+
+
+def _misfits(table: str, pieces: list[Decoded], misfits: dict[int, str]) -> tuple[DeadLetter, ...]:
+    """Rows whose values the merged type cannot hold exactly (a bigint beyond 2**53 where a later
+    piece widened the column to a double), as ``schema`` dead letters."""
+    out: list[DeadLetter] = []
+    at = 0
+    for piece in pieces:
+        mine = [i - at for i in sorted(misfits) if at <= i < at + piece.rows.num_rows]
+        out += dead_letters.from_rows(
+            table, piece.rows.take(pa.array(mine, pa.int64())), [misfits[at + i] for i in mine], stage="schema"
+        )
+        at += piece.rows.num_rows
+    return tuple(out)
 
 
 @dataclass

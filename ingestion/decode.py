@@ -171,7 +171,11 @@ def decode(batch: Batch, *, options: DecodeOptions, now: datetime | None = None)
     for chunk in chunks:
         pieces.append(chunk.rows)
         take += chunk.index
-    rows = _assemble(batch, pieces, take, now)
+    data, misfits = arrow_types.concat(pieces) if pieces else (None, {})
+    if misfits:  # a value the batch's wider type cannot hold exactly (a bigint beyond 2**53 as a double)
+        bad.update({take[i]: error for i, error in misfits.items()})
+        take = [t for i, t in enumerate(take) if i not in misfits]
+    rows = _assemble(batch, data, take, now)
     if options.format == "debezium-json" and "_op" in rows.column_names:
         moved = debezium.old_keys(rows["_op"], values, take, partial(_headers, batch))
         rows = rows if moved is None else rows.append_column(OLD_KEY, moved)
@@ -205,11 +209,10 @@ def _headers(batch: Batch, index: int) -> list[tuple[str, bytes]]:
     return []
 
 
-def _assemble(batch: Batch, pieces: list[pa.Table], take: list[int], now: datetime) -> pa.Table:
+def _assemble(batch: Batch, data: pa.Table | None, take: list[int], now: datetime) -> pa.Table:
     meta = _metadata(batch, take, now)
-    if not pieces:
+    if data is None:
         return meta
-    data = arrow_types.concat(pieces)
     if _TOMBSTONE in data.column_names:
         data = data.drop_columns([_TOMBSTONE])
     for name, col in zip(data.column_names, data.columns, strict=True):

@@ -125,10 +125,10 @@ def _alone(values: list[bytes], index: list[int], parse: Parser, hint: pa.Struct
            exc: Exception, infer: bool) -> tuple[list[Chunk], pa.StructType | None]:  # fmt: skip
     """One record the table's types refused. Schemaless JSON declares no type, so its integer
     columns are read as they are once more (``infer``; the rest keep the table's types): a number
-    with a fraction in an integer column is a lossless widening (the table evolves, and later
-    records parse with the wider type); anything else that does not fit stays refused (text is
-    never read as a number, and integers are never read through a double), named by its column and
-    both types."""
+    with a fraction in an integer column is a lossless widening (the table evolves; later records
+    still parse their integers as integers, so none is read through a double); anything else that
+    does not fit stays refused (text is never read as a number), named by its column and both
+    types."""
     if infer and hint is not None and any(pa.types.is_integer(f.type) for f in hint):
         loose = pa.struct([f for f in hint if not pa.types.is_integer(f.type)])
         try:
@@ -136,10 +136,8 @@ def _alone(values: list[bytes], index: list[int], parse: Parser, hint: pa.Struct
         except Exception:
             pass
         else:
-            wider = arrow_types.widenings(pa.schema(list(hint)), rows.schema)
-            if wider:
-                widened = pa.struct([pa.field(f.name, wider.get(f.name, f.type)) for f in hint])
-                return [Chunk(rows, index, row_type)], merge_hint(widened, row_type)
+            if arrow_types.widenings(pa.schema(list(hint)), rows.schema):  # later records keep the
+                return [Chunk(rows, index, row_type)], merge_hint(hint, row_type)  # integer type: exact
     error = f"{type(exc).__name__}: {exc}"
     if infer and hint is not None:  # read as it is, the table's types name the column and both types
         try:

@@ -28,7 +28,6 @@ A crash between any two steps re-reads the batch and lands each record exactly o
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
@@ -39,9 +38,7 @@ from lakeport.ingestion.records import (
     CommitResult,
     DeadLetter,
     Decoded,
-    RawMessage,
     Record,
-    key_bytes,
     keys_as_stored,
 )
 from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
@@ -65,20 +62,12 @@ class Lander:
         start, now = time.monotonic(), datetime.now(UTC)
         uri = self.settings.lake.table_uri("bronze", batch.table)
         table = self.writer.open_or_create(uri, batch.rows.schema, options=self.write_options(batch.table))
-        stored = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
-        rows, letters, version = keys_as_stored(batch.rows, stored), list(batch.dead_letters), None
-        conflicts: list[DeadLetter] = []
-        wider = arrow_types.widenings(stored, rows.schema)
-        if wider:  # a source type change to a wider type: the table evolves first (one commit)
-            refused = self._widen(uri, wider, batch.table)
-            if refused:  # it would change stored values: the rows that need it conflict
-                rows, misfits = arrow_types.fit(rows, stored, list(refused))
-                conflicts = _rejected(batch.table, misfits, f"SchemaConflict: {'; '.join(refused.values())}",
-                                      stage="schema")  # fmt: skip
-                letters += conflicts
         landed = offsets.landed(table, batch.ranges)
-        rows, skipped = offsets.drop_landed(rows, landed, ranges=batch.ranges)
+        rows, skipped = offsets.drop_landed(batch.rows, landed, ranges=batch.ranges)
         todo = offsets.pending_ranges(batch.ranges, landed)
+        letters, version = [d for d in batch.dead_letters if _within(d.record, todo)], None  # not landed yet
+        rows, conflicts = self._fit(uri, rows, pa.schema(table.schema().to_arrow()), batch.table)  # type: ignore[arg-type]
+        letters += conflicts
         if todo:
             held = self._dead_letters(letters, todo, now, app="lakeport")
             if held:  # an earlier attempt of this range made them dead letters: they stay only there
@@ -86,7 +75,7 @@ class Lander:
             try:
                 version = self._append(uri, rows, todo, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too
-                rejected = _rejected(batch.table, rows, str(exc))
+                rejected = dead_letters.from_rows(batch.table, rows, [str(exc)] * rows.num_rows, stage="write")
                 self._dead_letters(rejected, todo, now, app="lakeport-rejected")
                 letters += rejected
                 rows = rows.slice(0, 0)
@@ -102,6 +91,22 @@ class Lander:
             seconds=time.monotonic() - start,
             next_offsets={tp: last + 1 for tp, (_, last) in batch.ranges.items()},
             conflicts=tuple(conflicts),
+        )
+
+    def _fit(self, uri: str, rows: pa.Table, stored: pa.Schema, table: str) -> tuple[pa.Table, list[DeadLetter]]:
+        """The rows in the table's types, exactly, after widening the table where a source type
+        widened; the rest are conflicts (stage ``schema``): values of a widening the table refused
+        (it would change stored values), or of a type another worker gave a new column first."""
+        rows = keys_as_stored(rows, stored)
+        wider = arrow_types.widenings(stored, rows.schema)
+        refused = self._widen(uri, wider, table) if wider else {}
+        handle = self.writer.open(uri) if wider else None
+        stored = pa.schema(handle.schema().to_arrow()) if handle is not None else stored  # type: ignore[arg-type]
+        fitted, misfits = arrow_types.conform_rows(rows, stored, narrow=True)
+        why = f" (the table refused to widen: {'; '.join(refused.values())})" if refused else ""
+        at = sorted(misfits)
+        return fitted, dead_letters.from_rows(
+            table, rows.take(pa.array(at, pa.int64())), [misfits[i] + why for i in at], stage="schema"
         )
 
     def _widen(self, uri: str, wider: dict[str, pa.DataType], table: str) -> dict[str, str]:
@@ -147,7 +152,10 @@ class Lander:
         mine = {(d.message.topic, d.message.partition) for d in letters} & set(todo)
         table = self.writer.open(uri)
         marks = offsets.landed(table, todo, app=app) if table is not None else {}
-        again = {tp: (todo[tp][0], min(mark, todo[tp][1])) for tp, mark in marks.items()
+        other = "lakeport-rejected" if app == "lakeport" else "lakeport"  # either may hold records of todo
+        theirs = offsets.landed(table, todo, app=other) if table is not None else {}
+        seen = {tp: max([m for m in (marks.get(tp), theirs.get(tp)) if m is not None], default=None) for tp in todo}
+        again = {tp: (todo[tp][0], min(mark, todo[tp][1])) for tp, mark in seen.items()
                  if mark is not None and mark >= todo[tp][0]}  # fmt: skip
         held = dead_letters.held(table, again) if table is not None and again else set()
         fresh = [d for d in letters if d.record not in held and (d.message.topic, d.message.partition) in mine]
@@ -160,18 +168,6 @@ class Lander:
         return held
 
 
-def _rejected(table: str, rows: pa.Table, error: str, *, stage: str = "write") -> list[DeadLetter]:
-    """Rows the table refused, as dead letters; the value is the decoded row re-encoded as JSON
-    (the raw bytes were not kept after decoding)."""
-    out = []
-    for row in rows.to_pylist():
-        message = RawMessage(
-            topic=row["_topic"],
-            partition=row["_partition"],
-            offset=row["_offset"],
-            timestamp_ms=None,
-            key=key_bytes(row["_key"]),
-            value=json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode(),
-        )
-        out.append(DeadLetter(table=table, message=message, error=f"{error} {dead_letters.REENCODED}", stage=stage))
-    return out
+def _within(record: Record, todo: Ranges) -> bool:
+    span = todo.get((record[0], record[1]))
+    return span is not None and span[0] <= record[2] <= span[1]

@@ -130,10 +130,13 @@ class Worker:
         return decoded
 
     def _known(self, table: str, stored: pa.Schema | None) -> pa.Schema | None:
+        """The table's schema as the Delta log has it, plus columns earlier batches brought that
+        it does not have yet. A type the log has wins: a widening an earlier batch brought may
+        have been refused, and its integers must not be read as doubles."""
         earlier = self._schemas.get(table)
-        if earlier is None:
-            return stored
-        return earlier if stored is None else arrow_types.unify([stored, earlier])
+        if earlier is None or stored is None:
+            return stored if earlier is None else earlier
+        return pa.schema([*stored, *(f for f in earlier if f.name not in stored.names)])
 
     def _submit(self, decoded: Decoded) -> None:
         self._collect(wait=True)

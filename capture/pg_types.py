@@ -73,7 +73,10 @@ def _micro_time(text: str) -> int:
 
 def _zoned_time(text: str) -> str:
     """``timetz`` as Debezium's ``ZonedTime``: the time in UTC, ``11:45:07.5Z``."""
-    moved = dt.datetime.combine(dt.date(2000, 1, 3), dt.time.fromisoformat(text)).astimezone(dt.UTC).time()
+    day = dt.date(2000, 1, 3)
+    if text.startswith("24:00:00"):  # the end of the day, valid in PostgreSQL: midnight of the next
+        text, day = "00:00:00" + text[len("24:00:00") :], day + dt.timedelta(days=1)
+    moved = dt.datetime.combine(day, dt.time.fromisoformat(text)).astimezone(dt.UTC).time()
     fraction = f"{moved.microsecond:06d}".rstrip("0")
     return moved.strftime("%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
@@ -84,7 +87,10 @@ def _duration(text: str) -> int | None:
 
 
 def pg_array(text: str) -> list[Any]:
-    """PostgreSQL's array text (``{a,"b c",NULL,{1,2}}``) as nested lists of element texts."""
+    """PostgreSQL's array text (``{a,"b c",NULL,{1,2}}``) as nested lists of element texts; the
+    bounds of an array not starting at 1 (``[0:1]={1,2}``) are left out, as Debezium does."""
+    if text.startswith("["):
+        text = text[text.index("=") + 1 :]
     values, end = _array_at(text, 0)
     if end != len(text):
         raise ValueError(f"not an array literal: {text[:40]!r}")
@@ -138,8 +144,9 @@ def unavailable(schema: dict[str, Any]) -> Any:
     as numbers in an integer array."""
     if schema["type"] == "bytes":
         return UNAVAILABLE_BYTES
-    if schema["type"] == "array":
-        return list(UNAVAILABLE.encode()) if schema["items"]["type"].startswith("int") else [UNAVAILABLE]
+    if schema["type"] == "array":  # numbers: the placeholder's bytes as numbers, as Debezium does for integers
+        number = schema["items"]["type"].startswith(("int", "float", "double"))
+        return list(UNAVAILABLE.encode()) if number else [UNAVAILABLE]
     return UNAVAILABLE
 
 

@@ -149,7 +149,9 @@ def placeholder(column: pa.Field, schema: pa.Schema, *, alias: str = "") -> str 
         tests.append(f"{ref} = encode({literal(UNAVAILABLE)})")
     elif pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type):  # text[]: a list of it
         tests.append(f"{ref} = [{literal(UNAVAILABLE)}]")
-    elif pa.types.is_list(column.type) and pa.types.is_integer(column.type.value_type):  # int[]: of its bytes
+    elif pa.types.is_list(column.type) and (
+        pa.types.is_integer(column.type.value_type) or pa.types.is_floating(column.type.value_type)
+    ):  # numbers: its bytes
         tests.append(f"{ref} = [{', '.join(map(str, UNAVAILABLE.encode()))}]")
     if TOAST_MARKS in schema.names:
         tests.append(f"coalesce(list_contains({alias}{TOAST_MARKS}, {literal(column.name)}), false)")

@@ -38,9 +38,7 @@ def moved(con: duckdb.DuckDBPyConnection, relation: str, key: Sequence[str]) -> 
         return None
     types = con.execute(f"SELECT {', '.join(f'typeof({quote(k)})' for k in key)} FROM __moved LIMIT 1").fetchone()
     assert types is not None
-    typed = ", ".join(
-        f"TRY_CAST({_field(k)} AS {t}) AS {_old(i)}" for i, (k, t) in enumerate(zip(key, types, strict=True))
-    )
+    typed = ", ".join(f"{_exact(_field(k), t)} AS {_old(i)}" for i, (k, t) in enumerate(zip(key, types, strict=True)))
     found = " AND ".join(f"{_old(i)} IS NOT NULL" for i in range(len(key)))
     con.execute(f"CREATE OR REPLACE TABLE __moved AS SELECT * FROM (SELECT *, {typed} FROM __moved) WHERE {found}")
     old = ", ".join(f"{_old(i)} AS {quote(k)}" for i, k in enumerate(key))
@@ -70,6 +68,21 @@ _OLD_JSON = (f"CASE WHEN json_valid({OLD_KEY}) THEN CASE WHEN json_exists({OLD_K
 
 def _field(k: str) -> str:
     return f"json_extract_string(__old, {literal('$.' + json.dumps(k))})"
+
+
+_NUMBERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+            "DECIMAL", "FLOAT", "DOUBLE")  # fmt: skip
+
+
+def _exact(text: str, dtype: str) -> str:
+    """``text`` cast to ``dtype`` only where that keeps its value: a cast to a number rounds
+    (``'1.5'`` → 2, ``12.345`` → 12.35) and reads ``'0x1F'`` as 31, so the number must equal the
+    text read as an exact decimal (else NULL: no old key)."""
+    cast = f"TRY_CAST({text} AS {dtype})"
+    if not dtype.upper().startswith(_NUMBERS):
+        return cast
+    exact = f"TRY_CAST({text} AS DECIMAL(38, 10))"
+    return f"CASE WHEN {exact} IS NOT NULL AND TRY_CAST({cast} AS DECIMAL(38, 10)) = {exact} THEN {cast} END"
 
 
 def _old(i: int) -> str:

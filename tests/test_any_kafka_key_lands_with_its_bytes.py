@@ -127,6 +127,8 @@ MOVE_SCHEMA = pa.schema([*CDC_BRONZE, ("doc", pa.string()), ("_old_key", pa.stri
         ('{"other":5}', False),  # another shape: no old key
         ("not json {", False),
         ('{"id":"five"}', False),  # not castable to the key's type
+        ('{"id":"5.4"}', False),  # a cast to an integer would round it to key 5
+        ('{"id":"0x5"}', False),  # and read hexadecimal as 5
     ],
 )
 def test_an_old_key_header_of_any_shape_fills_or_leaves_null_never_fails(

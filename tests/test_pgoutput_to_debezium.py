@@ -174,3 +174,22 @@ def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> Non
     assert landed["body"] == pg_types.UNAVAILABLE_BYTES  # the previous value for each
     assert landed["amount"] is None and landed["_toast_unavailable"] == ["amount"]
     assert landed["tags"] == [pg_types.UNAVAILABLE] and landed["nums"] == list(pg_types.UNAVAILABLE.encode())
+
+
+def test_postgres_values_at_their_edges_convert_as_debezium_does() -> None:
+    """Array text with quotes, escapes, NULL against "NULL", nesting and bounds not starting at 1;
+    ``24:00:00`` as a time with a zone; intervals in PostgreSQL's own style; a negative scale."""
+    array = pg_types.column_type(1009, -1)[1]
+    assert array(r'{"a,b",NULL,"NULL","q\"x","b\\s",""}') == ["a,b", None, "NULL", 'q"x', "b\\s", ""]
+    assert array("[0:1]={x,y}") == ["x", "y"]
+    assert pg_types.column_type(1007, -1)[1]("{{1,2},{3,NULL}}") == [[1, 2], [3, None]]
+    assert pg_types.column_type(1266, -1)[1]("24:00:00-05") == "05:00:00Z"
+    assert pg_types.column_type(1083, -1)[1]("24:00:00") == 86_400_000_000
+    interval = pg_types.column_type(1186, -1)[1]
+    assert interval("-1 days +02:03:04") == -86_400_000_000 + 7_384_000_000
+    assert interval("1 year -2 mons") == 10 * 2_629_800_000_000
+    assert interval("-00:00:00.5") == -500_000
+    decimal_type = pg_types.column_type(1700, ((5 << 16) | (-2 & 0x7FF)) + 4)[0]
+    assert decimal_type["parameters"] == {"scale": "-2", "connect.decimal.precision": "5"}
+    doubles = pg_types.column_type(1022, -1)[0]
+    assert pg_types.unavailable(doubles) == list(pg_types.UNAVAILABLE.encode())  # as for integer arrays

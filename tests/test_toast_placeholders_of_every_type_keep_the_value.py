@@ -28,6 +28,7 @@ SCHEMA = pa.schema(
         ("price", pa.decimal128(20, 4)),
         ("tags", pa.list_(pa.string())),  # text[]
         ("nums", pa.list_(pa.int32())),  # int[]
+        ("ratios", pa.list_(pa.float64())),  # float8[]
     ]
 )
 FULL = {
@@ -38,6 +39,7 @@ FULL = {
     "price": Decimal("12345678.1234"),
     "tags": ["a", "b"],
     "nums": [1, 2, 3],
+    "ratios": [0.5, 0.25],
 }
 PLACEHOLDERS = {
     "doc": UNAVAILABLE,
@@ -47,6 +49,7 @@ PLACEHOLDERS = {
     "price": None,
     "tags": [UNAVAILABLE],  # Debezium's placeholder of a text array
     "nums": list(UNAVAILABLE.encode()),  # of an integer array: the placeholder's bytes as numbers
+    "ratios": [float(b) for b in UNAVAILABLE.encode()],  # of a float array, likewise
     "_toast_unavailable": ["price"],
 }
 

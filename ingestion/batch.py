@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakeport.ingestion import arrow_types, dead_letters
-from lakeport.ingestion.records import Batch, DeadLetter, Decoded, RawBatch
+from lakeport.ingestion import arrow_types
+from lakeport.ingestion.records import Batch, DeadLetter, Decoded, RawBatch, letters_from_rows
 
 TP = tuple[str, int]
 
@@ -68,7 +68,7 @@ def _misfits(table: str, pieces: list[Decoded], misfits: dict[int, str]) -> tupl
     at = 0
     for piece in pieces:
         mine = [i - at for i in sorted(misfits) if at <= i < at + piece.rows.num_rows]
-        out += dead_letters.from_rows(
+        out += letters_from_rows(
             table, piece.rows.take(pa.array(mine, pa.int64())), [misfits[at + i] for i in mine], stage="schema"
         )
         at += piece.rows.num_rows

@@ -6,7 +6,6 @@ the error, so nothing is lost and a fixed record can be replayed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -14,13 +13,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from lakeport.ingestion.records import DeadLetter, RawMessage, Record, key_bytes, key_column
+from lakeport.ingestion.records import DeadLetter, Record, key_column
 
 TABLE = "dead_letters"
 LAYER = "ops"
-# in the error of a row the table refused after decoding: its value is the decoded row as JSON, not
-# the raw record (replayable into a ``json`` table; not into a Debezium one, which needs the envelope)
-REENCODED = "[value: the decoded row as JSON]"
 HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))  # the record's Kafka headers
 SCHEMA = pa.schema(
     [
@@ -76,15 +72,3 @@ def without(rows: pa.Table, records: set[Record]) -> pa.Table:
     """``rows`` minus those of ``records`` (by topic, partition, offset)."""
     coordinates = zip(*(rows[c].to_pylist() for c in ("_topic", "_partition", "_offset")), strict=True)
     return rows.filter(pa.array([r not in records for r in coordinates], pa.bool_()))
-
-
-def from_rows(table: str, rows: pa.Table, errors: Sequence[str], *, stage: str) -> list[DeadLetter]:
-    """Decoded rows as dead letters (the table refused them after decoding): the value is the row
-    re-encoded as JSON, as the error says (the raw bytes are not kept after decoding)."""
-    out = []
-    for row, error in zip(rows.to_pylist(), errors, strict=True):
-        value = json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode()
-        message = RawMessage(topic=row["_topic"], partition=row["_partition"], offset=row["_offset"], timestamp_ms=None,
-                             key=key_bytes(row.get("_key")), value=value)  # fmt: skip
-        out.append(DeadLetter(table=table, message=message, error=f"{error} {REENCODED}", stage=stage))
-    return out

@@ -7,8 +7,10 @@
    one creator: nobody ever appends to a table it has not read; a batch bringing a column in a
    lossless wider type first widens the table, in one commit that keeps every app transaction:
    :mod:`lake.evolve`; a widening that would change stored values, such as a bigint beyond 2**53
-   as a double, is refused: rows whose values fit the column exactly land in its type, the others
-   become ``schema`` dead letters, re-encoded as JSON). Rows and dead letters at or
+   as a double, is refused). Every row is then checked against the table's types as they are
+   now: values that fit exactly land in them, the others (a refused widening, a type another
+   worker gave a new column first) become ``schema`` dead letters, re-encoded as JSON; Delta's
+   schema merge never casts them. Rows and dead letters at or
    below the offsets recorded there (app transactions) were landed already — by a previous life
    of this worker or by another one — and are dropped, which makes every step below idempotent.
 3. Append the dead letters to ``ops.dead_letters`` with one app transaction per partition. If
@@ -34,13 +36,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lakeport.ingestion import arrow_types, dead_letters, offsets
-from lakeport.ingestion.records import (
-    CommitResult,
-    DeadLetter,
-    Decoded,
-    Record,
-    keys_as_stored,
-)
+from lakeport.ingestion.records import CommitResult, DeadLetter, Decoded, Record, keys_as_stored, letters_from_rows
 from lakeport.ingestion.writer import DeltaWriter, SchemaRejected, WriteOptions
 from lakeport.settings import Settings
 
@@ -75,7 +71,7 @@ class Lander:
             try:
                 version = self._append(uri, rows, todo, batch.table)
             except SchemaRejected as exc:  # the table cannot take these rows: dead letters too
-                rejected = dead_letters.from_rows(batch.table, rows, [str(exc)] * rows.num_rows, stage="write")
+                rejected = letters_from_rows(batch.table, rows, [str(exc)] * rows.num_rows, stage="write")
                 self._dead_letters(rejected, todo, now, app="lakeport-rejected")
                 letters += rejected
                 rows = rows.slice(0, 0)
@@ -105,7 +101,7 @@ class Lander:
         fitted, misfits = arrow_types.conform_rows(rows, stored, narrow=True)
         why = f" (the table refused to widen: {'; '.join(refused.values())})" if refused else ""
         at = sorted(misfits)
-        return fitted, dead_letters.from_rows(
+        return fitted, letters_from_rows(
             table, rows.take(pa.array(at, pa.int64())), [misfits[i] + why for i in at], stage="schema"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unc
 OLD_KEY = "_old_key"
 REPLAYED_FROM = "_replayed_from"  # a row replayed from ops.dead_letters: its topic[partition]@offset
 BRONZE_META = frozenset((*META_COLUMNS, *CDC_COLUMNS, TOAST_MARKS, OLD_KEY, REPLAYED_FROM))
+# in the error of a row the table refused after decoding: its value is the decoded row as JSON, not
+# the raw record (replayable into a ``json`` table; not into a Debezium one, which needs the envelope)
+REENCODED = "[value: the decoded row as JSON]"
 KEY = "_key"  # the Kafka key's bytes as they arrived, whatever they hold (JSON, Avro, text, anything)
 
 
@@ -184,3 +188,15 @@ class RunStats:
         self.skipped_duplicates += result.skipped_duplicates
         self.commits += 1
         self.tables[result.table] = self.tables.get(result.table, 0) + result.rows
+
+
+def letters_from_rows(table: str, rows: pa.Table, errors: Sequence[str], *, stage: str) -> list[DeadLetter]:
+    """Decoded rows as dead letters (the table refused them after decoding): the value is the row
+    re-encoded as JSON, as the error says (the raw bytes are not kept after decoding)."""
+    out = []
+    for row, error in zip(rows.to_pylist(), errors, strict=True):
+        value = json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str).encode()
+        message = RawMessage(topic=row["_topic"], partition=row["_partition"], offset=row["_offset"], timestamp_ms=None,
+                             key=key_bytes(row.get("_key")), value=value)  # fmt: skip
+        out.append(DeadLetter(table=table, message=message, error=f"{error} {REENCODED}", stage=stage))
+    return out

@@ -42,7 +42,7 @@ from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.errors import TransientError
 from lakeport.ingestion.guard import GuardOptions, guard
 from lakeport.ingestion.landing import Lander
-from lakeport.ingestion.records import REPLAYED_FROM, Batch, RawBatch, key_bytes, keys_as_stored
+from lakeport.ingestion.records import REENCODED, REPLAYED_FROM, Batch, RawBatch, key_bytes, keys_as_stored
 from lakeport.ingestion.writer import DeltaWriter
 from lakeport.settings import Settings
 
@@ -110,7 +110,7 @@ def replay_table(settings: Settings, table: str, letters: pa.Table, *, dry_run: 
     start = time.monotonic()
     writer = writer or DeltaWriter(settings.lake.to_object_store())
     reencoded = settings.table(table).format != "json"  # such values are rows, not the envelopes it reads
-    withheld = pa.array([(v is not None and v.startswith(WITHHELD)) or (reencoded and dead_letters.REENCODED in e)
+    withheld = pa.array([(v is not None and v.startswith(WITHHELD)) or (reencoded and REENCODED in e)
                          for v, e in zip(letters["_value"].to_pylist(), letters["error"].to_pylist(), strict=True)],
                         pa.bool_())  # fmt: skip
     letters, not_replayable = letters.filter(pc.invert(withheld)), pc.sum(withheld).as_py() or 0

@@ -94,7 +94,7 @@ class Lander:
         widened; the rest are conflicts (stage ``schema``): values of a widening the table refused
         (it would change stored values), or of a type another worker gave a new column first."""
         rows = keys_as_stored(rows, stored)
-        wider = arrow_types.widenings(stored, rows.schema)
+        wider = arrow_types.widenings(stored, rows.schema) if rows.num_rows else {}  # none left: nothing to widen
         refused = self._widen(uri, wider, table) if wider else {}
         handle = self.writer.open(uri) if wider else None
         stored = pa.schema(handle.schema().to_arrow()) if handle is not None else stored  # type: ignore[arg-type]

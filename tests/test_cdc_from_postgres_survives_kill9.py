@@ -65,6 +65,19 @@ def outbox_ids(conn_kwargs: dict[str, str]) -> set[str]:
         return {r[0] for r in cur.fetchall()}
 
 
+def alter_mid_workload(dsn: str) -> None:
+    """A wider type and a new column while the shop runs: one table lock per transaction, as a DBA would."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE inventory ALTER COLUMN on_hand TYPE bigint")
+            cur.execute("ALTER TABLE customers ADD COLUMN nickname text")
+            cur.execute("UPDATE customers SET nickname = 'n' || id WHERE id % 7 = 0")
+    finally:
+        conn.close()
+
+
 def start_capture(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as out:
         return subprocess.Popen([LAKEPORT, "capture", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT)
@@ -108,10 +121,7 @@ def test_lake_equals_postgres_after_kill9s(local_stack: StackState, s3_lake: str
             else:
                 ingest = start_worker(config, tmp_path / f"ingest-{i + 1}.log")
             if i == 2:  # a schema change mid-workload: a wider type and a new column
-                with psycopg2.connect(conn_kwargs["dsn"]) as conn, conn.cursor() as cur:
-                    cur.execute("ALTER TABLE inventory ALTER COLUMN on_hand TYPE bigint")
-                    cur.execute("ALTER TABLE customers ADD COLUMN nickname text")
-                    cur.execute("UPDATE customers SET nickname = 'n' || id WHERE id % 7 = 0")
+                alter_mid_workload(conn_kwargs["dsn"])
         workload.join(timeout=120)
         assert done.is_set(), "the workload did not finish"
     finally:

@@ -153,3 +153,30 @@ def test_wal_shows_unchanged_toast_and_cascaded_deletes(local_stack: Any) -> Non
     deleted = {c.split(":")[0] for c in changes if ": DELETE:" in c}
     assert {"table public.customers", "table public.addresses", "table public.orders"} <= deleted
     assert "table public.order_items" in deleted
+
+
+def test_a_transaction_postgres_aborts_for_a_deadlock_runs_again(local_stack: Any) -> None:
+    """A deadlock (e.g. with an ``ALTER TABLE`` mid-workload) rolls one transaction back: the shop runs it again,
+    as apps do, instead of stopping. The trigger raises PostgreSQL's own deadlock error for the first three orders."""
+    db = fresh_db(local_stack)
+    conn = psycopg2.connect(**db)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("""
+                CREATE SEQUENCE order_attempts;
+                CREATE FUNCTION deadlock_thrice() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF nextval('order_attempts') <= 3 THEN
+                    RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
+                  END IF;
+                  RETURN NEW;
+                END $$;
+                CREATE TRIGGER deadlock_thrice BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION deadlock_thrice();
+            """)
+    finally:
+        conn.close()
+    stats = run_workload(db, transactions=250, seed=7)
+    assert stats.transactions == 250 and stats.by_kind.get("place_order", 0) > 0
+    assert scalar(db, "SELECT last_value FROM order_attempts") > 3  # the three aborts happened, and orders went on
+    assert scalar(db, "SELECT count(*) FROM outbox") == stats.outbox_events  # nothing of an aborted try counted
+    assert scalar(db, TOTALS_OFF) == 0

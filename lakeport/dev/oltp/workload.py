@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 import psycopg2
+from psycopg2.extensions import TransactionRollbackError
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
@@ -317,6 +318,9 @@ def run_workload(
                 except NothingFits:  # e.g. no paid order to ship yet: roll again
                     conn.rollback()
                     shop.events, kind = 0, rng.choices(kinds, weights)[0]
+                except TransactionRollbackError:  # a deadlock (e.g. with an ALTER TABLE): run it again, as apps do
+                    conn.rollback()
+                    shop.events = 0
             conn.commit()
             done += 1
             by_kind[kind] = by_kind.get(kind, 0) + 1

@@ -15,9 +15,9 @@ from functools import lru_cache
 from typing import Any
 
 from lakeport.ingestion.connect_types import duration_micros
+from lakeport.ingestion.records import UNAVAILABLE
+from lakeport.ingestion.records import UNAVAILABLE_B64 as UNAVAILABLE_BYTES  # bytea, precise decimals: in JSON
 
-UNAVAILABLE = "__debezium_unavailable_value"
-UNAVAILABLE_BYTES = base64.b64encode(UNAVAILABLE.encode()).decode()  # bytea, precise decimals: the bytes, in JSON
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
 Convert = Callable[[str], Any]
@@ -79,11 +79,6 @@ def _zoned_time(text: str) -> str:
     moved = dt.datetime.combine(day, dt.time.fromisoformat(text)).astimezone(dt.UTC).time()
     fraction = f"{moved.microsecond:06d}".rstrip("0")
     return moved.strftime("%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
-
-
-def _duration(text: str) -> int | None:
-    """``interval`` as Debezium's ``MicroDuration`` (a month is 365.25 / 12 days)."""
-    return duration_micros(text)
 
 
 def pg_array(text: str) -> list[Any]:
@@ -169,7 +164,7 @@ def column_type(type_oid: int, typmod: int) -> tuple[dict[str, Any], Convert]:
         1082: ("int32", "io.debezium.time.Date", _days),
         1083: ("int64", "io.debezium.time.MicroTime", _micro_time),
         1266: ("string", "io.debezium.time.ZonedTime", _zoned_time),
-        1186: ("int64", "io.debezium.time.MicroDuration", _duration),
+        1186: ("int64", "io.debezium.time.MicroDuration", duration_micros),  # a month: 365.25 / 12 days
         1114: ("int64", "io.debezium.time.MicroTimestamp", _timestamp_us),
         1184: ("string", "io.debezium.time.ZonedTimestamp", _zoned),
         2950: ("string", "io.debezium.data.Uuid", str),

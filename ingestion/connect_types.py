@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakeport.ingestion.records import TOAST_MARKS
+from lakeport.ingestion.records import TOAST_MARKS, UNAVAILABLE_B64
 
 Conversion = Callable[[pa.ChunkedArray], pa.ChunkedArray]
 MAX_DECIMAL_DIGITS = 38  # Delta's decimal
@@ -52,8 +52,6 @@ _CONNECT_TYPES = {
     "string": pa.string(),
     "bytes": pa.string(),
 }
-# Debezium's unchanged-TOAST placeholder in a bytes-based column (e.g. a Decimal), as JSON sends it
-UNAVAILABLE_B64 = base64.b64encode(b"__debezium_unavailable_value").decode()
 
 
 def exact_decimal(unscaled: int, scale: int) -> Decimal:

@@ -16,8 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakeport.ingestion.connect_types import UNAVAILABLE_B64
-from lakeport.ingestion.records import CDC_COLUMNS
+from lakeport.ingestion.records import CDC_COLUMNS, UNAVAILABLE, UNAVAILABLE_B64
 
 SOURCE_COLUMNS = {
     "_source_ts_ms": ("ts_ms", pa.int64()),
@@ -162,7 +161,7 @@ def flatten(envelopes: pa.Table) -> tuple[pa.Table, pa.StructType]:
 
 
 OLD_KEY_HEADER = "__debezium.oldkey"  # on the create of a primary-key change: the key before it
-_PLACEHOLDERS = (b"__debezium_unavailable_value", UNAVAILABLE_B64.encode())  # text, and bytes in JSON
+_PLACEHOLDERS = (UNAVAILABLE.encode(), UNAVAILABLE_B64.encode())  # text, and bytes in JSON
 
 
 def old_keys(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ CDC_COLUMNS = (  # Debezium tables: the op and the source block's position field
     "_source_table",
 )
 TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unchanged-TOAST placeholder
+UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
+UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
 # A primary-key change arrives as delete(old key) + create(new key); Debezium names the old key in
 # the create's ``__debezium.oldkey`` header. Kept (as the key's JSON) only where the create carries
 # an unchanged-TOAST placeholder: that value is the old key's.

@@ -7,7 +7,6 @@ Debezium's placeholder for an unchanged TOAST value.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +18,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from lakeport.ingestion.records import BRONZE_META, TOAST_MARKS
+from lakeport.ingestion.records import BRONZE_META, TOAST_MARKS, UNAVAILABLE, UNAVAILABLE_B64
 from lakeport.lake.errors import ChangeFeedGone, TransientLakeError
 from lakeport.lake.tables import literal, open_table, quote
 
@@ -30,8 +29,6 @@ KEPT_META = ("_op", "_source_lsn", "_source_ts_ms", "_topic", "_partition", "_of
 # a change's source position: the LSN; a source without one is ordered by Kafka offset
 POSITION = "coalesce(_source_lsn, _offset)"
 MARKS_TYPE = pa.list_(pa.string())  # of ``_toast_unavailable``
-UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
-UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
 CHUNK_ROWS = 200_000  # change rows read per chunk: memory stays bounded whatever the backlog
 _CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 REWRITE_KEY = "lakeport.operation"  # commit info of a rewrite that only widened column types

@@ -20,7 +20,8 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-UNAVAILABLE = "__debezium_unavailable_value"
+from lakeport.ingestion.records import UNAVAILABLE  # Debezium's placeholder of an unchanged TOAST value
+
 COLUMNS = ("name", "_version", "doc", "blob", "amount")  # source columns; `_version` is the source's
 BRONZE = pa.schema(
     [

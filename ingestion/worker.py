@@ -17,8 +17,9 @@ from functools import partial
 import pyarrow as pa
 import structlog
 
-from lakeport.ingestion import arrow_types, conflicts, offsets
+from lakeport.ingestion import arrow_types, offsets
 from lakeport.ingestion.batch import Buffer, FlushPolicy, group
+from lakeport.ingestion.conflicts import STAGE as SCHEMA_STAGE
 from lakeport.ingestion.conflicts import SchemaAlerts
 from lakeport.ingestion.decode import DecodeOptions, decode
 from lakeport.ingestion.drain import Drain
@@ -115,7 +116,7 @@ class Worker:
         known = self._known(batch.table, self.retry(lambda: self.tables.schema(uri)))
         ing = self.settings.ingest
         decoded = decode(batch, options=DecodeOptions(batch.format, known, ing.max_message_bytes, ing.tombstones))
-        if any(d.stage == conflicts.STAGE for d in decoded.dead_letters):
+        if any(d.stage == SCHEMA_STAGE for d in decoded.dead_letters):
             handle = self.retry(lambda: self.tables.open(uri, refresh=True))
             newer = self._known(batch.table, pa.schema(handle.schema().to_arrow()) if handle else None)  # type: ignore[arg-type]
             if newer is not None and (known is None or not newer.equals(known)):

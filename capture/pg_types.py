@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from lakeport.ingestion.connect_types import duration_micros
-from lakeport.ingestion.records import UNAVAILABLE
+from lakeport.ingestion.records import UNAVAILABLE, UNAVAILABLE_UUID
 from lakeport.ingestion.records import UNAVAILABLE_B64 as UNAVAILABLE_BYTES  # bytea, precise decimals: in JSON
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -135,11 +135,13 @@ def _elements(values: list[Any], element: Convert) -> list[Any]:
 
 def unavailable(schema: dict[str, Any]) -> Any:
     """Debezium's placeholder for an unchanged TOAST value of a column of this Connect schema: the
-    text; its bytes (base64) in a bytes column; in an array, a list of the text, or of its bytes
-    as numbers in an integer array."""
+    text; its bytes (base64) in a bytes column; in an array, a list of the text, of its bytes as
+    numbers in an integer array, or of its name-based UUID in a uuid array."""
     if schema["type"] == "bytes":
         return UNAVAILABLE_BYTES
     if schema["type"] == "array":  # numbers: the placeholder's bytes as numbers, as Debezium does for integers
+        if schema["items"].get("name") == "io.debezium.data.Uuid":
+            return [UNAVAILABLE_UUID]
         number = schema["items"]["type"].startswith(("int", "float", "double"))
         return list(UNAVAILABLE.encode()) if number else [UNAVAILABLE]
     return UNAVAILABLE

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,9 @@ CDC_COLUMNS = (  # Debezium tables: the op and the source block's position field
 TOAST_MARKS = "_toast_unavailable"  # list<string>: columns that carried the unchanged-TOAST placeholder
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's placeholder for an unchanged TOAST value
 UNAVAILABLE_B64 = base64.b64encode(UNAVAILABLE.encode()).decode()  # the placeholder of a bytes column, in JSON
+# its forms in a uuid[] (one name-based UUID of its bytes, as Java's nameUUIDFromBytes) and an hstore (JSON mode)
+UNAVAILABLE_UUID = str(uuid.UUID(bytes=hashlib.md5(UNAVAILABLE.encode()).digest(), version=3))
+UNAVAILABLE_HSTORE = json.dumps({UNAVAILABLE: UNAVAILABLE}, separators=(",", ":"))
 # A primary-key change arrives as delete(old key) + create(new key); Debezium names the old key in
 # the create's ``__debezium.oldkey`` header. Kept (as the key's JSON) only where the create carries
 # an unchanged-TOAST placeholder: that value is the old key's.

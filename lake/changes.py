@@ -18,7 +18,14 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from lakeport.ingestion.records import BRONZE_META, TOAST_MARKS, UNAVAILABLE, UNAVAILABLE_B64
+from lakeport.ingestion.records import (
+    BRONZE_META,
+    TOAST_MARKS,
+    UNAVAILABLE,
+    UNAVAILABLE_B64,
+    UNAVAILABLE_HSTORE,
+    UNAVAILABLE_UUID,
+)
 from lakeport.lake.errors import ChangeFeedGone, TransientLakeError
 from lakeport.lake.tables import literal, open_table, quote
 
@@ -141,11 +148,11 @@ def placeholder(column: pa.Field, schema: pa.Schema, *, alias: str = "") -> str 
     ref = alias + quote(column.name)
     tests = []
     if pa.types.is_string(column.type):
-        tests.append(f"{ref} IN ({literal(UNAVAILABLE)}, {literal(UNAVAILABLE_B64)})")
+        tests.append(f"{ref} IN ({', '.join(map(literal, (UNAVAILABLE, UNAVAILABLE_B64, UNAVAILABLE_HSTORE)))})")
     elif pa.types.is_binary(column.type):
         tests.append(f"{ref} = encode({literal(UNAVAILABLE)})")
-    elif pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type):  # text[]: a list of it
-        tests.append(f"{ref} = [{literal(UNAVAILABLE)}]")
+    elif pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type):  # text[], bytea[], uuid[]
+        tests.append(" OR ".join(f"{ref} = [{literal(v)}]" for v in (UNAVAILABLE, UNAVAILABLE_B64, UNAVAILABLE_UUID)))
     elif pa.types.is_list(column.type) and (
         pa.types.is_integer(column.type.value_type) or pa.types.is_floating(column.type.value_type)
     ):  # numbers: its bytes

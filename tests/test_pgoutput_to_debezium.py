@@ -149,7 +149,8 @@ def test_outbox_events_are_byte_for_byte_what_debezium_sent() -> None:
 def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> None:
     """An unchanged TOASTed value is never null: text and json get the placeholder text; bytea and a
     precise numeric get its bytes (base64 in JSON), a text array a list of the text, an integer
-    array a list of its bytes, as Debezium sends them; the decoder marks the
+    array a list of its bytes, a uuid array its name-based UUID (``UUID.nameUUIDFromBytes``), as
+    Debezium sends them; the decoder marks the
     decimal in ``_toast_unavailable`` (it cannot hold the text)."""
     rel = pgoutput.Relation(oid=1, schema="public", name="docs", replica_identity="d", columns=(
         pgoutput.Column(name="id", type_oid=20, typmod=-1, is_key=True),
@@ -159,12 +160,14 @@ def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> Non
         pgoutput.Column(name="amount", type_oid=1700, typmod=NUMERIC_12_2, is_key=False),
         pgoutput.Column(name="tags", type_oid=1009, typmod=-1, is_key=False),
         pgoutput.Column(name="nums", type_oid=1007, typmod=-1, is_key=False),
+        pgoutput.Column(name="ids", type_oid=2951, typmod=-1, is_key=False),
     ))  # fmt: skip
     u = pgoutput.UNCHANGED
-    row = envelopes.convert_row(rel, ("7", u, u, u, u, u, u))
+    row = envelopes.convert_row(rel, ("7", u, u, u, u, u, u, u))
     assert row == {"id": 7, "note": pg_types.UNAVAILABLE, "meta": pg_types.UNAVAILABLE,
                    "body": pg_types.UNAVAILABLE_BYTES, "amount": pg_types.UNAVAILABLE_BYTES,
-                   "tags": [pg_types.UNAVAILABLE], "nums": list(pg_types.UNAVAILABLE.encode())}  # fmt: skip
+                   "tags": [pg_types.UNAVAILABLE], "nums": list(pg_types.UNAVAILABLE.encode()),
+                   "ids": ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"]}  # fmt: skip
     pos = Position(lsn=5000, tx_id=777, ts_ms=1_767_225_600_000, last_commit_lsn=4000)
     _, _, value = envelopes.change_event("shop", "shopdb", rel, "u", None, row, position=pos, now_ms=1)
     result = decode(batch_of([value], topic="shop.public.docs"), options=DecodeOptions("debezium-json"))
@@ -174,6 +177,7 @@ def test_unchanged_toast_values_of_every_type_are_debeziums_placeholder() -> Non
     assert landed["body"] == pg_types.UNAVAILABLE_BYTES  # the previous value for each
     assert landed["amount"] is None and landed["_toast_unavailable"] == ["amount"]
     assert landed["tags"] == [pg_types.UNAVAILABLE] and landed["nums"] == list(pg_types.UNAVAILABLE.encode())
+    assert landed["ids"] == ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"]
 
 
 def test_postgres_values_at_their_edges_convert_as_debezium_does() -> None:

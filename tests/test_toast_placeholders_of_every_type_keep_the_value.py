@@ -1,6 +1,6 @@
-"""Debezium's unchanged-TOAST placeholder, in a text, bytes (raw or base64 in JSON), JSON,
-decimal (marked by the decoder), text array and integer array column, takes the previous value
-(also from an earlier run) in silver and in history; with no previous value known, NULL, never
+"""Debezium's unchanged-TOAST placeholder, in a text, bytes (raw or base64 in JSON), JSON, hstore
+(JSON mode), decimal (marked by the decoder), text, bytea, uuid, integer and float array column,
+takes the previous value (also from an earlier run) in silver and in history; with no previous value known, NULL, never
 the placeholder text, with the row's ``_toast_unavailable`` naming the column and the run
 counting it."""
 
@@ -29,6 +29,9 @@ SCHEMA = pa.schema(
         ("tags", pa.list_(pa.string())),  # text[]
         ("nums", pa.list_(pa.int32())),  # int[]
         ("ratios", pa.list_(pa.float64())),  # float8[]
+        ("attrs", pa.string()),  # hstore, in Debezium's JSON mode
+        ("ids", pa.list_(pa.string())),  # uuid[]
+        ("blobs", pa.list_(pa.string())),  # bytea[]: base64 elements in JSON
     ]
 )
 FULL = {
@@ -40,6 +43,9 @@ FULL = {
     "tags": ["a", "b"],
     "nums": [1, 2, 3],
     "ratios": [0.5, 0.25],
+    "attrs": '{"colour":"red"}',
+    "ids": ["0b6e4d3c-9f1f-4a5e-8a2b-3c4d5e6f7a8b"],
+    "blobs": [base64.b64encode(b"\x00\x01").decode()],
 }
 PLACEHOLDERS = {
     "doc": UNAVAILABLE,
@@ -50,6 +56,9 @@ PLACEHOLDERS = {
     "tags": [UNAVAILABLE],  # Debezium's placeholder of a text array
     "nums": list(UNAVAILABLE.encode()),  # of an integer array: the placeholder's bytes as numbers
     "ratios": [float(b) for b in UNAVAILABLE.encode()],  # of a float array, likewise
+    "attrs": '{"__debezium_unavailable_value":"__debezium_unavailable_value"}',  # of an hstore: {it: it}
+    "ids": ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"],  # of a uuid[]: Java's UUID.nameUUIDFromBytes(its bytes)
+    "blobs": [base64.b64encode(UNAVAILABLE.encode()).decode()],  # of a bytea[]: its bytes
     "_toast_unavailable": ["price"],
 }
 

@@ -37,7 +37,7 @@ from lakeport.capture.errors import CaptureError
 from lakeport.settings import KafkaSettings, SourceSettings
 
 log = structlog.get_logger("lakeport.capture")
-_SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
+_SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex"
 
 
 @dataclass

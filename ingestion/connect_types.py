@@ -75,7 +75,7 @@ def decimal_type(precision: int, scale: int) -> pa.DataType:
 def _decimal(scale: int, precision: int) -> Conversion:
     target = decimal_type(precision, scale)
     as_text = pa.types.is_string(target)
-    keep = min(scale, 0)  # a negative scale: the value is an integer; a decimal(p, 0) holds it
+    shift = 10 ** -min(scale, 0)  # a negative scale: the value is an integer; a decimal(p, 0) holds it
 
     def convert(col: pa.ChunkedArray) -> pa.ChunkedArray:
         out: list[object] = []
@@ -83,8 +83,8 @@ def _decimal(scale: int, precision: int) -> Conversion:
             if v is None:
                 out.append(None)
                 continue
-            value = exact_decimal(_unscaled(v), scale)
-            out.append(format(value, "f") if as_text else value.quantize(Decimal(1)) if keep else value)
+            value = exact_decimal(_unscaled(v) * shift, max(scale, 0))  # exact: no 28-digit context
+            out.append(format(value, "f") if as_text else value)
         return pa.chunked_array([pa.array(out, target)])
 
     return convert

@@ -2,8 +2,9 @@
 
 For every silver table fed by a configured source (its topic is ``<source>.<schema>.<table>``),
 both sides are read, every row is reduced to a canonical text form per column (decimals
-normalised, timestamps in UTC, JSON with sorted keys) and hashed; the report lists keys missing
-from the lake, extra in the lake, and present on both sides with different values.
+normalised, timestamps in UTC, ``jsonb`` by value with exact numbers, ``json`` as its exact text)
+and hashed; the report lists keys missing from the lake, extra in the lake, held by more than one
+silver row, and present on both sides with different values.
 """
 
 from __future__ import annotations
@@ -48,16 +49,24 @@ class TableReport:
     missing_count: int = 0
     extra_count: int = 0
     different_count: int = 0
+    duplicate_count: int = 0  # keys silver holds more than once (a silver table has one row per key)
     missing: list[list[str]] = field(default_factory=list)  # sample keys, source only
     extra: list[list[str]] = field(default_factory=list)  # sample keys, lake only
     different: list[list[str]] = field(default_factory=list)  # sample keys, values differ
+    duplicate: list[list[str]] = field(default_factory=list)  # sample keys, more than one lake row
     different_columns: dict[str, int] = field(default_factory=dict)  # column -> sampled keys where it differs
     missing_columns: list[str] = field(default_factory=list)
     lake_version: int | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_count or self.extra_count or self.different_count or self.missing_columns)
+        return not (
+            self.missing_count
+            or self.extra_count
+            or self.different_count
+            or self.duplicate_count
+            or self.missing_columns
+        )
 
 
 def canonical(value: Any, pg_type: str) -> str:
@@ -70,8 +79,10 @@ def canonical(value: Any, pg_type: str) -> str:
         value = _typed(value, pg_type)
     elif isinstance(value, int) and not isinstance(value, bool) and pg_type in _EPOCH_TYPES:
         value = _EPOCH_TYPES[pg_type](value)  # Debezium's temporal numbers, as sent without a schema
-    if pg_type in ("json", "jsonb"):
-        return json.dumps(json.loads(value) if isinstance(value, str) else value, sort_keys=True)
+    if pg_type == "json":  # PostgreSQL keeps json's text as written (key order, spaces), and so does Debezium
+        return value if isinstance(value, str) else _json_value(value)
+    if pg_type == "jsonb":
+        return _jsonb(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):  # normalised exactly: the default context would round to 28 digits
@@ -95,6 +106,29 @@ def canonical(value: Any, pg_type: str) -> str:
     if isinstance(value, list):
         return json.dumps([canonical(v, pg_type.removesuffix("[]")) for v in value])
     return str(value)
+
+
+def _jsonb(value: Any) -> str:
+    """A jsonb value by value: keys sorted, numbers exact (never through a float); text that is not
+    JSON stays itself, so it differs from any JSON value."""
+    if not isinstance(value, str):
+        return _json_value(value)
+    try:
+        return _json_value(json.loads(value, parse_float=Decimal, parse_int=Decimal))
+    except ValueError:
+        return "\0text:" + value
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{_json_value(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(_json_value, value)) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float | Decimal):
+        return format(Decimal(repr(value) if isinstance(value, float) else value).normalize(_EXACT), "f")
+    return json.dumps(value)
 
 
 def _duration(text: str) -> dt.timedelta | str:
@@ -130,7 +164,7 @@ def _typed(text: str, pg_type: str) -> Any:
 
 
 def _digest(row: dict[str, Any], columns: list[tuple[str, str]]) -> str:
-    text = "\x1f".join(canonical(row.get(name), pg_type) for name, pg_type in columns)
+    text = json.dumps([canonical(row.get(name), pg_type) for name, pg_type in columns])  # unambiguous
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -154,8 +188,9 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
         cur.execute(_COLUMNS, (schema, name))
         protected = {r.column for r in table.column_rules if r.column not in table.key}  # not in clear in the lake
         columns: list[tuple[str, str]] = [(r[0], r[1]) for r in cur.fetchall() if r[0] not in protected]
-    # intervals as ISO 8601 text: psycopg2 would read a month as 30 days
-    col_list = ", ".join(f'"{c}"::text AS "{c}"' if t.startswith("interval") else f'"{c}"' for c, t in columns)
+    # as text: intervals in ISO 8601 (psycopg2 would read a month as 30 days), json as written
+    as_text = {c for c, t in columns if t.startswith("interval") or t in ("json", "jsonb")}
+    col_list = ", ".join(f'"{c}"::text AS "{c}"' if c in as_text else f'"{c}"' for c, _ in columns)
     query = f'SELECT {col_list} FROM "{schema}"."{name}"'
 
     def source_side() -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
@@ -167,6 +202,7 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
     source_rows = {k: _digest(r, columns) for k, r in source_side()}
     silver = open_table(settings.lake.table_uri("silver", table.name), settings.lake.to_object_store())
     lake_rows: dict[tuple[str, ...], str] = {}
+    duplicates: set[tuple[str, ...]] = set()
 
     def lake_side() -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
         present = set(silver.schema().to_arrow().names)  # type: ignore[union-attr, attr-defined]
@@ -178,8 +214,13 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
         report.lake_version = silver.version()
         present = set(silver.schema().to_arrow().names)  # type: ignore[attr-defined]
         report.missing_columns = [c for c, _ in columns if c not in present]
-        lake_rows = {k: _digest(r, columns) for k, r in lake_side()}
-    report.source_rows, report.lake_rows = len(source_rows), len(lake_rows)
+        for key, row in lake_side():
+            report.lake_rows += 1  # every row: a key silver holds twice is a difference, never hidden
+            if key in lake_rows:
+                duplicates.add(key)
+            lake_rows[key] = _digest(row, columns)
+    report.source_rows = len(source_rows)
+    report.duplicate_count, report.duplicate = len(duplicates), [list(k) for k in sorted(duplicates)[:SAMPLE]]
     missing = sorted(source_rows.keys() - lake_rows.keys())
     extra = sorted(lake_rows.keys() - source_rows.keys())
     different = sorted(k for k in source_rows.keys() & lake_rows.keys() if source_rows[k] != lake_rows[k])

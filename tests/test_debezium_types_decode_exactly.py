@@ -69,6 +69,17 @@ def test_scale_above_precision_and_negative_scale_fit_a_decimal() -> None:
     assert schema.field("round").type == pa.decimal128(7, 0) and row["round"] == Decimal("1234500")
 
 
+def test_a_negative_scale_with_more_than_28_digits_lands_exactly() -> None:
+    """``numeric(30, -5)``: an integer of 35 digits, which the default 28-digit context refused; beyond 38
+    digits (``numeric(36, -5)``) exact text."""
+    schema, (row,) = _land([_decimal_field("huge", 30, -5)], {"huge": _unscaled(-123456789012345678901234567890)})
+    assert schema.field("huge").type == pa.decimal128(35, 0)
+    assert row["huge"] == Decimal("-12345678901234567890123456789000000")
+    unscaled = 123456789012345678901234567890123456
+    schema, (row,) = _land([_decimal_field("wider", 36, -5)], {"wider": _unscaled(unscaled)})
+    assert schema.field("wider").type == pa.string() and row["wider"] == f"{unscaled}00000"
+
+
 def test_numeric_without_precision_lands_as_exact_text() -> None:
     field = {"type": "struct", "optional": True, "name": "io.debezium.data.VariableScaleDecimal", "version": 1,
              "fields": [{"type": "int32", "optional": False, "field": "scale"},

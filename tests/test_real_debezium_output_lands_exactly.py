@@ -77,6 +77,14 @@ def _replay(variant: str, lake: Path) -> tuple[dict[str, Any], Settings]:
     return header, settings
 
 
+def source_rows(state: dict[str, Any]) -> list[list[str]]:
+    """The recorded source rows in today's canonical form: the fixtures hold jsonb as sorted-key JSON
+    text, which reads back as the same value."""
+    jsonb = [t == "jsonb" for _, t in state["columns"]]
+    return sorted([canonical(v, "jsonb") if j and v != "\0" else v for v, j in zip(row, jsonb, strict=True)]
+                  for row in state["rows"])  # fmt: skip
+
+
 @pytest.mark.parametrize("variant", ["json-with-schemas", "json-without-schemas", "types"])
 def test_silver_equals_the_source_for_what_debezium_really_sent(variant: str, tmp_path: Path) -> None:
     """``types``: a table of every type at its edges (numeric(41,2), 36-digit numeric(38,2),
@@ -88,7 +96,7 @@ def test_silver_equals_the_source_for_what_debezium_really_sent(variant: str, tm
         columns = state["columns"]
         lake = read_table(settings.lake.table_uri("silver", name)).to_pylist()
         got = sorted([canonical(row.get(c), t) for c, t in columns] for row in lake)
-        assert got == state["rows"], name
+        assert got == source_rows(state), name
 
 
 def test_history_keeps_one_current_version_per_live_key(tmp_path: Path) -> None:
@@ -118,7 +126,7 @@ def test_transaction_metadata_and_heartbeats_change_nothing(tmp_path: Path) -> N
     assert header["extra"]["provide.transaction.metadata"] == "true"
     for name, state in header["source"].items():
         lake = read_table(settings.lake.table_uri("silver", name)).to_pylist()
-        assert sorted([canonical(row.get(c), t) for c, t in state["columns"]] for row in lake) == state["rows"], name
+        assert sorted([canonical(row.get(c), t) for c, t in state["columns"]] for row in lake) == source_rows(state)
 
 
 def test_a_table_subscribed_to_debeziums_control_topics_dead_letters_them_with_the_reason(tmp_path: Path) -> None:
@@ -187,6 +195,6 @@ def test_the_recorded_avro_is_confluents_wire_format_and_holds_the_source() -> N
     for name in ("orders", "customers"):  # no primary-key change: the last image is the row
         columns = header["source"][name]["columns"]
         got = sorted([canonical(row[c], t) for c, t in columns] for row in state[name].values())
-        assert got == header["source"][name]["rows"], name
+        assert got == source_rows(header["source"][name]), name
     for name in ("attachments", "audits"):
         assert sorted(state[name]) == sorted(int(row[0]) for row in header["source"][name]["rows"]), name

@@ -58,9 +58,11 @@ def reconcile(
     if as_json:
         sys.stdout.write(json.dumps([{**asdict(r), "ok": r.ok} for r in reports]) + "\n")
     else:
-        columns = ["table", "source", "source rows", "lake rows", "missing", "extra", "different", "in columns", "ok"]
+        columns = ["table", "source", "source rows", "lake rows", "missing", "extra", "duplicate keys", "different",
+                   "in columns", "ok"]  # fmt: skip
         rows = [(r.table, f"{r.source}:{r.source_table}", r.source_rows, r.lake_rows, r.missing_count, r.extra_count,
-                 r.different_count, ", ".join(sorted(r.different_columns)), r.ok) for r in reports]  # fmt: skip
+                 r.duplicate_count, r.different_count, ", ".join(sorted(r.different_columns)), r.ok)
+                for r in reports]  # fmt: skip
         print_rows(columns, rows, "table")
     raise typer.Exit(0 if reports and all(r.ok for r in reports) else 1)
 

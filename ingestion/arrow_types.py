@@ -193,40 +193,47 @@ def concat(tables: list[pa.Table]) -> tuple[pa.Table, dict[int, str]]:
 
 
 def conform_rows(table: pa.Table, schema: pa.Schema, *, narrow: bool = False) -> tuple[pa.Table, dict[int, str]]:
-    """:func:`conform`, exactly (an integer becomes a double only where it stays exact), and the
-    rows that cannot be (left out of the result), by position, with why."""
+    """:func:`conform`, and the rows that cannot be (left out of the result), by position, with why."""
     try:
-        return _exactly(table, schema, narrow), {}
+        return conform(table, schema, narrow=narrow), {}
     except (SchemaConflict, pa.ArrowInvalid):
         pass
     keep, misfits = [], {}
     for i in range(table.num_rows):  # the rare table that does not fit: row by row
         try:
-            _exactly(table.slice(i, 1), schema, narrow)
+            conform(table.slice(i, 1), schema, narrow=narrow)
             keep.append(i)
         except (SchemaConflict, pa.ArrowInvalid) as exc:
             misfits[i] = f"SchemaConflict: {exc}"
-    return _exactly(table.take(pa.array(keep, pa.int64())), schema, narrow), misfits
+    return conform(table.take(pa.array(keep, pa.int64())), schema, narrow=narrow), misfits
 
 
-def _exactly(table: pa.Table, schema: pa.Schema, narrow: bool = False) -> pa.Table:
-    """:func:`conform`, and an integer column cast to a double only where every value stays exact."""
-    cast = conform(table, schema, narrow=narrow)
+def _numeric(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
+
+
+def conform(table: pa.Table, target: pa.Schema | None, *, narrow: bool = False) -> pa.Table:
+    """Cast columns the target table already has to its types (:class:`SchemaConflict` if a value
+    cannot land there without changing it). A wider column is kept for the table to evolve, unless
+    ``narrow`` (the table refused to): then cast exactly. A number cast to another number type (an
+    integer or a decimal to a double, a double to a decimal) must come back the same: Arrow's casts
+    between them round silently (``2.555`` into ``decimal(12, 2)`` is ``2.56``)."""
+    if target is None:
+        return table
+    cast = _cast(table, target, narrow=narrow)
     for f in table.schema:
-        if pa.types.is_integer(f.type) and f.name in schema.names and pa.types.is_floating(schema.field(f.name).type):
-            back = pc.cast(cast[f.name], f.type, safe=False)
-            if pc.all(pc.or_kleene(pc.is_null(table[f.name]), pc.equal(back, table[f.name]))).as_py() is False:
-                want = schema.field(f.name).type
+        if f.name in target.names and _numeric(f.type) and _numeric(cast[f.name].type) and cast[f.name].type != f.type:
+            back, have = pc.cast(cast[f.name], f.type, safe=False), table[f.name]
+            same = pc.or_kleene(pc.is_null(have), pc.equal(back, have))
+            if pa.types.is_floating(f.type):  # NaN stays NaN
+                same = pc.or_kleene(same, pc.and_(pc.is_nan(back), pc.is_nan(have)))
+            if pc.all(same).as_py() is False:
+                want = target.field(f.name).type
                 raise SchemaConflict(f"schema: column {f.name!r} is {want} here, a {f.type} value has no exact {want}")
     return cast
 
 
-def conform(table: pa.Table, target: pa.Schema | None, *, narrow: bool = False) -> pa.Table:
-    """Cast columns the target table already has to its types (raises if a value cannot fit, and
-    :class:`SchemaConflict` if its type cannot land there without changing it). A wider column is
-    kept for the table to evolve, unless ``narrow`` (the table refused to): then cast exactly."""
-    if target is None:
-        return table
+def _cast(table: pa.Table, target: pa.Schema, *, narrow: bool = False) -> pa.Table:
     names = set(target.names)
     columns = []
     for f, col in zip(table.schema, table.columns, strict=True):

@@ -88,7 +88,10 @@ def _fast_chunk(values: list[bytes], index: list[int], options: DecodeOptions) -
     except ValueError:
         return None
     rows = _rename_reserved(arrow_types.make_storable(rows), options.format)
-    return Chunk(arrow_types.conform(rows, options.table_schema), index, row_type)
+    try:
+        return Chunk(arrow_types.conform(rows, options.table_schema), index, row_type)
+    except (arrow_types.SchemaConflict, pa.ArrowInvalid):  # the general path finds the records that do not fit
+        return None
 
 
 def _parse_group(

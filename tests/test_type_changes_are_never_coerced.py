@@ -7,6 +7,7 @@ lossless widening keeps the wider value (the table evolves: test_source_type_wid
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,28 @@ def test_the_worker_decodes_again_after_rereading_the_schema(tmp_path: Path) -> 
     raw = RawBatch(topic="t", partition=0, offsets=[0], timestamps_ms=[0], keys=[None], values=[b'{"qty": "00123"}'])
     decoded = worker._decode(Batch(table="t", format="json", parts=(raw,), ranges={("t", 0): (0, 0)}))
     assert decoded.dead_letters == () and decoded.rows["qty"].to_pylist() == ["00123"]
+
+
+def test_numbers_are_never_rounded_between_decimal_and_double() -> None:
+    """Arrow's casts between decimals and doubles round silently: a double into a decimal column,
+    a decimal of more digits than a double into a double column, and a batch that mixes both (no
+    table yet) keep every value exactly or make the record a schema dead letter."""
+    double = {"type": "double", "optional": True, "field": "amount"}
+    out = _decode([double], {"amount": 2.555})  # after ALTER … TYPE double precision: no 2.56
+    assert out.rows.num_rows == 0 and out.dead_letters[0].stage == "schema"
+    assert "column 'amount'" in out.dead_letters[0].error
+    out = _decode([double], {"amount": 2.5})  # fits exactly: lands
+    assert out.dead_letters == () and str(out.rows["amount"][0].as_py()) == "2.50"
+
+    ratio = pa.schema([("id", pa.int64()), ("ratio", pa.float64())])
+    precise = _message([_decimal_field("ratio", 30, 20)], {"ratio": _unscaled(12345678901234567890123)})
+    out = decode(batch_of([precise], topic="shop.public.t"), options=DecodeOptions("debezium-json", ratio))
+    assert out.rows.num_rows == 0 and out.dead_letters[0].stage == "schema"  # never 123.45678901234568
+
+    mixed = [precise, _message([{**double, "field": "ratio"}], {"ratio": 0.1})]  # one batch, no table yet
+    out = decode(batch_of(mixed, topic="shop.public.t"), options=DecodeOptions("debezium-json"))
+    sent = [Decimal("123.45678901234567890123"), 0.1]
+    landed = [(r["id"], r["ratio"]) for r in out.rows.to_pylist()]
+    assert len(landed) + len(out.dead_letters) == 2
+    assert all(value == sent[0] or (value == sent[1] and type(value) is float) for _, value in landed), landed
+    assert all(d.stage == "schema" for d in out.dead_letters)

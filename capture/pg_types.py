@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Callable
 from decimal import Context, Decimal
 from functools import lru_cache
@@ -23,23 +24,71 @@ _EPOCH_DATE = dt.date(1970, 1, 1)
 Convert = Callable[[str], Any]
 
 
+_INSTANT = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"
+    r"(?:([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)?( BC)?"
+)
+_DAY_US = 86_400_000_000
+
+
+def _epoch_days(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 of a proleptic Gregorian date (astronomical year: 1 BC is 0)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    return era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """The proleptic Gregorian (astronomical year, month, day) of days from 1970-01-01."""
+    days += 719_468
+    era = days // 146_097
+    doe = days - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, doy - (153 * mp + 2) // 5 + 1
+
+
+def _instant(text: str) -> int | None:
+    """PostgreSQL's ISO text of a date or timestamp (with or without offset; BC and years beyond
+    9999 too, which Python's datetime cannot hold) as microseconds from the epoch in UTC; None for
+    ``±infinity``, which Debezium's types cannot carry."""
+    found = _INSTANT.fullmatch(text)
+    if found is None:
+        return None  # infinity, -infinity
+    y, mo, d, h, mi, sec, frac, sign, oh, om, os_, bc = found.groups()
+    year = 1 - int(y) if bc else int(y)
+    micros = _epoch_days(year, int(mo), int(d)) * _DAY_US
+    micros += ((int(h or 0) * 60 + int(mi or 0)) * 60 + int(sec or 0)) * 1_000_000 + int((frac or "").ljust(6, "0"))
+    offset = (int(oh or 0) * 60 + int(om or 0)) * 60 + int(os_ or 0)
+    return micros - (offset if sign == "+" else -offset) * 1_000_000
+
+
 def _timestamp_us(text: str) -> int | None:
-    if text in ("infinity", "-infinity"):
-        return None
-    value = dt.datetime.fromisoformat(text)
-    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _zoned(text: str) -> str | None:
-    if text in ("infinity", "-infinity"):
-        return None
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return _instant(text)
 
 
 def _days(text: str) -> int | None:
-    return None if text in ("infinity", "-infinity") else (dt.date.fromisoformat(text) - _EPOCH_DATE).days
+    micros = _instant(text)
+    return None if micros is None else micros // _DAY_US
+
+
+def _zoned(text: str) -> str | None:
+    """``timestamptz`` as Debezium's ``ZonedTimestamp`` in UTC, years as Java writes them
+    (``-0043-03-15T12:00:00Z`` for 44 BC, ``+10000-01-01T00:00:00Z``)."""
+    micros = _instant(text)
+    if micros is None:
+        return None
+    days, rest = divmod(micros, _DAY_US)
+    year, month, day = _civil(days)
+    seconds, fraction = divmod(rest, 1_000_000)
+    shown = f"+{year}" if year > 9999 else f"-{-year:04d}" if year < 0 else f"{year:04d}"
+    clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    digits = f"{fraction:06d}".rstrip("0")
+    return f"{shown}-{month:02d}-{day:02d}T{clock}{'.' + digits if digits else ''}Z"
 
 
 def _float(text: str) -> float | None:
@@ -52,7 +101,7 @@ _EXACT = Context(prec=1000)  # the default context rounds to 28 digits
 
 def _decimal_bytes(scale: int) -> Convert:
     def convert(text: str) -> str | None:
-        if text == "NaN":
+        if text in ("NaN", "Infinity", "-Infinity"):  # no Decimal holds them: null (reconcile reports it)
             return None
         unscaled = int(Decimal(text).scaleb(scale, context=_EXACT).to_integral_value(context=_EXACT))
         size = max(1, (unscaled.bit_length() + 8) // 8)

@@ -197,3 +197,32 @@ def test_postgres_values_at_their_edges_convert_as_debezium_does() -> None:
     assert decimal_type["parameters"] == {"scale": "-2", "connect.decimal.precision": "5"}
     doubles = pg_types.column_type(1022, -1)[0]
     assert pg_types.unavailable(doubles) == list(pg_types.UNAVAILABLE.encode())  # as for integer arrays
+
+
+def test_dates_beyond_pythons_range_and_special_values_never_stop_capture() -> None:
+    """BC dates and years beyond 9999 (legal in PostgreSQL) convert exactly, as Debezium's day and
+    microsecond counts and Java's ISO years; ``±infinity`` and numeric ``NaN``/``±Infinity``, which
+    Debezium's types cannot carry, are null (reconcile reports them). Each used to raise, which
+    stopped capture on every restart."""
+    date, ts, tstz = (pg_types.column_type(oid, -1)[1] for oid in (1082, 1114, 1184))
+    day_us = 86_400_000_000
+    assert date("0001-01-01 BC") == -719_528  # 1 BC is the proleptic year 0, a leap year
+    assert date("0044-03-15 BC") == -735_160 and date("10000-01-01") == 2_932_897
+    assert ts("0044-03-15 12:00:00.25 BC") == -735_160 * day_us + 43_200_250_000
+    assert ts("10000-01-01 00:00:00") == 2_932_897 * day_us
+    assert tstz("0044-03-15 12:00:00+00 BC") == "-0043-03-15T12:00:00Z"
+    assert tstz("10000-01-01 00:00:00.5+00") == "+10000-01-01T00:00:00.5Z"
+    assert tstz("2024-05-06 07:08:09.5+02") == "2024-05-06T05:08:09.5Z"
+    assert date("infinity") is None and ts("-infinity") is None and tstz("infinity") is None
+    amount = pg_types.column_type(1700, NUMERIC_12_2)[1]
+    assert amount("Infinity") is None and amount("-Infinity") is None and amount("NaN") is None
+    epoch = dt.date(1970, 1, 1)
+    for day in range(-719_162, 2_932_896, 997):  # 0001-01-01 … 9999-12-31: as Python's calendar counts
+        assert date(f"{(epoch + dt.timedelta(days=day)):%Y-%m-%d}".zfill(10)) == day
+    for day in range(-800_000, 3_000_000, 997):  # and beyond, both ways through the proleptic calendar
+        assert date("{:04d}-{:02d}-{:02d}{}".format(*_pg_date(day))) == day
+
+
+def _pg_date(days: int) -> tuple[int, int, int, str]:
+    year, month, day = pg_types._civil(days)
+    return (year, month, day, "") if year > 0 else (1 - year, month, day, " BC")

@@ -163,6 +163,17 @@ def _typed(text: str, pg_type: str) -> Any:
     return text
 
 
+def _select(column: str, pg_type: str) -> str:
+    """The source column as reconcile reads it: as text where psycopg2's reading would differ from
+    the lake's (intervals: a month as 30 days; json: re-serialised; ranges: objects; uuid[]: one
+    string), which hold what Debezium sends (ISO 8601 durations, the text as written, text arrays)."""
+    if pg_type.startswith("interval") or pg_type in ("json", "jsonb") or pg_type.endswith(("range", "multirange")):
+        return f'"{column}"::text AS "{column}"'
+    if pg_type == "uuid[]":
+        return f'"{column}"::text[] AS "{column}"'
+    return f'"{column}"'
+
+
 def _digest(row: dict[str, Any], columns: list[tuple[str, str]]) -> str:
     text = json.dumps([canonical(row.get(name), pg_type) for name, pg_type in columns])  # unambiguous
     return hashlib.sha256(text.encode()).hexdigest()
@@ -188,9 +199,7 @@ def reconcile_table(settings: Settings, table: TableConfig, source: SourceSettin
         cur.execute(_COLUMNS, (schema, name))
         protected = {r.column for r in table.column_rules if r.column not in table.key}  # not in clear in the lake
         columns: list[tuple[str, str]] = [(r[0], r[1]) for r in cur.fetchall() if r[0] not in protected]
-    # as text: intervals in ISO 8601 (psycopg2 would read a month as 30 days), json as written
-    as_text = {c for c, t in columns if t.startswith("interval") or t in ("json", "jsonb")}
-    col_list = ", ".join(f'"{c}"::text AS "{c}"' if c in as_text else f'"{c}"' for c, _ in columns)
+    col_list = ", ".join(_select(c, t) for c, t in columns)
     query = f'SELECT {col_list} FROM "{schema}"."{name}"'
 
     def source_side() -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:

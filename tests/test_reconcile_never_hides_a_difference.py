@@ -1,7 +1,8 @@
 """``reconcile`` never says "equal" when silver differs from PostgreSQL (the stack's private
 cluster): a key silver holds twice, values whose separators could line up, a jsonb string against
 a jsonb object, jsonb numbers beyond a double's digits and ``json`` text written otherwise are
-each reported; jsonb strings and scalars compare without error."""
+each reported; jsonb strings and scalars, ranges and uuid arrays (as Debezium sends them: text, a
+list of text) compare without error or false alarm."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ from lakeport.lake.reconcile import reconcile_table
 from lakeport.settings import Settings
 
 pytestmark = [pytest.mark.stack]
+UUID = "0b6e4d3c-9f1f-4a5e-8a2b-3c4d5e6f7a8b"
+SAME_SQL = f"'[1,10)', '[2026-01-01 10:00+02,2026-01-02 00:00+00)', ARRAY['{UUID}']::uuid[]"
+SAME_LAKE = {  # as Debezium sends them: ranges as their text (in UTC), a uuid[] as a list of text
+    "span": "[1,10)",
+    "stay": '["2026-01-01 08:00:00+00","2026-01-02 00:00:00+00")',
+    "ids": [UUID],
+}
 SOURCE = [  # id, a, b, doc (jsonb), raw (json): as PostgreSQL holds them
     (1, "x\x1fy", "z", '{"a": 1}', '{"b": 1, "a": 2}'),
     (2, "p", "q", '"{\\"a\\": 1}"', "[1, 2]"),  # doc: a JSON string that reads like an object
@@ -33,8 +41,11 @@ def test_reconcile_reports_what_differs_and_nothing_else(local_stack: StackState
     postgres.create_database(local_stack.postgres_port, db)
     dsn = postgres.dsn(local_stack.postgres_port, database=db)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (id int PRIMARY KEY, a text, b text, doc jsonb, raw json)")
-        cur.executemany("INSERT INTO t VALUES (%s, %s, %s, %s, %s)", SOURCE)
+        cur.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, a text, b text, doc jsonb, raw json, span int4range,"
+            " stay tstzrange, ids uuid[])"
+        )
+        cur.executemany(f"INSERT INTO t VALUES (%s, %s, %s, %s, %s, {SAME_SQL})", SOURCE)
     pg = {"port": local_stack.postgres_port, "database": db, "password": postgres.DEV_PASSWORD}
     settings = Settings(
         lake={"uri": str(tmp_path / "lake")},
@@ -48,6 +59,7 @@ def test_reconcile_reports_what_differs_and_nothing_else(local_stack: StackState
         columns = list(zip(*rows, strict=True))
         data = {"id": pa.array(columns[0], pa.int32()), **{c: pa.array(v, pa.string()) for c, v in
                 zip(("a", "b", "doc", "raw"), columns[1:], strict=True)}}  # fmt: skip
+        data |= {c: [v] * len(rows) for c, v in SAME_LAKE.items()}
         write_deltalake(uri, pa.table(data), mode="overwrite")
 
     equal = [

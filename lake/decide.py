@@ -66,8 +66,9 @@ def decide(
         new_marks, marks = _marks(con, name, scope, silver)
         con.register("marks", marks)
         con.execute(
-            f"CREATE TABLE ev AS SELECT DISTINCT ON ({keys}, __pos) *, {pos} AS __pos FROM c "
-            f"WHERE _op <> 't' ORDER BY {keys}, __pos, _offset DESC"
+            f"CREATE TABLE ev AS SELECT *, {pos} AS __pos FROM c WHERE _op <> 't' "  # one per (key, position):
+            f"QUALIFY row_number() OVER (PARTITION BY {keys}, {pos} ORDER BY _offset DESC) = 1 "  # not DISTINCT ON,
+            f"ORDER BY {keys}, __pos"  # which turns -0.0 in a list into 0.0
         )
         wanted = con.execute(f"SELECT DISTINCT {keys} FROM ev").to_arrow_table()
         none = {k: wanted[k].slice(0, 0) for k in key}

@@ -191,8 +191,9 @@ def _chain(
         truncs, found = _truncates(con, scope, at, remembered)
         con.register("truncs", truncs)
         con.execute(
-            f"CREATE TABLE ev AS SELECT DISTINCT ON ({keycols}, __pos) *, {cf.POSITION} AS __pos, {at} AS __ts "
-            f"FROM c WHERE _op <> 't' ORDER BY {keycols}, __pos, _offset DESC"
+            f"CREATE TABLE ev AS SELECT *, {cf.POSITION} AS __pos, {at} AS __ts FROM c WHERE _op <> 't' QUALIFY "
+            f"row_number() OVER (PARTITION BY {keycols}, {cf.POSITION} ORDER BY _offset DESC) = 1 "  # as decide's
+            f"ORDER BY {keycols}, __pos"
         )
         schema = con.execute("SELECT * FROM ev LIMIT 0").to_arrow_table().schema
         data = [c for c in cf.data_columns(schema) if c not in ("__pos", "__ts")]

@@ -56,9 +56,11 @@ def _instant(text: str) -> int | None:
     """PostgreSQL's ISO text of a date or timestamp (with or without offset; BC and years beyond
     9999 too, which Python's datetime cannot hold) as microseconds from the epoch in UTC; None for
     ``±infinity``, which Debezium's types cannot carry."""
+    if text in ("infinity", "-infinity"):
+        return None
     found = _INSTANT.fullmatch(text)
     if found is None:
-        return None  # infinity, -infinity
+        raise ValueError(f"not an ISO date or timestamp: {text!r}")
     y, mo, d, h, mi, sec, frac, sign, oh, om, os_, bc = found.groups()
     year = 1 - int(y) if bc else int(y)
     micros = _epoch_days(year, int(mo), int(d)) * _DAY_US
@@ -77,8 +79,8 @@ def _days(text: str) -> int | None:
 
 
 def _zoned(text: str) -> str | None:
-    """``timestamptz`` as Debezium's ``ZonedTimestamp`` in UTC, years as Java writes them
-    (``-0043-03-15T12:00:00Z`` for 44 BC, ``+10000-01-01T00:00:00Z``)."""
+    """``timestamptz`` as Debezium's ``ZonedTimestamp`` in UTC with six fraction digits, years as
+    Java writes them (``-0043-03-15T12:00:00.000000Z`` for 44 BC, ``+10000-01-01T…``)."""
     micros = _instant(text)
     if micros is None:
         return None
@@ -87,8 +89,7 @@ def _zoned(text: str) -> str | None:
     seconds, fraction = divmod(rest, 1_000_000)
     shown = f"+{year}" if year > 9999 else f"-{-year:04d}" if year < 0 else f"{year:04d}"
     clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    digits = f"{fraction:06d}".rstrip("0")
-    return f"{shown}-{month:02d}-{day:02d}T{clock}{'.' + digits if digits else ''}Z"
+    return f"{shown}-{month:02d}-{day:02d}T{clock}.{fraction:06d}Z"
 
 
 def _float(text: str) -> float | None:

@@ -212,24 +212,43 @@ def _numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
 
 
+def _number_cast(col: pa.ChunkedArray, want: pa.DataType, *, safe: bool = True) -> pa.ChunkedArray:
+    """A number column in another number type: into a decimal from an integer or a double, and from
+    a decimal into a double, through the shortest text (exact; raises where a decimal cannot hold
+    the value); otherwise Arrow's cast (a decimal into an integer refuses a fraction)."""
+    have = col.type
+    if (pa.types.is_decimal(want) and not pa.types.is_decimal(have)) or (
+        pa.types.is_decimal(have) and pa.types.is_floating(want)
+    ):
+        return pc.cast(pc.cast(col, pa.string()), want)
+    return pc.cast(col, want, safe=safe)
+
+
 def conform(table: pa.Table, target: pa.Schema | None, *, narrow: bool = False) -> pa.Table:
     """Cast columns the target table already has to its types (:class:`SchemaConflict` if a value
     cannot land there without changing it). A wider column is kept for the table to evolve, unless
     ``narrow`` (the table refused to): then cast exactly. A number cast to another number type (an
-    integer or a decimal to a double, a double to a decimal) must come back the same: Arrow's casts
-    between them round silently (``2.555`` into ``decimal(12, 2)`` is ``2.56``)."""
+    integer or a decimal to a double, a double to a decimal) must come back the same. Between a
+    decimal and another number type the value goes through its shortest text, never through Arrow's
+    direct casts, which round silently (``2.555`` into ``decimal(12, 2)`` is ``2.56``) or are not
+    correctly rounded (``decimal 19.99`` is ``19.990000000000002``)."""
     if target is None:
         return table
     cast = _cast(table, target, narrow=narrow)
     for f in table.schema:
         if f.name in target.names and _numeric(f.type) and _numeric(cast[f.name].type) and cast[f.name].type != f.type:
-            back, have = pc.cast(cast[f.name], f.type, safe=False), table[f.name]
+            have = table[f.name]
+            want = target.field(f.name).type
+            inexact = SchemaConflict(f"schema: column {f.name!r} is {want} here, a {f.type} value has no exact {want}")
+            try:
+                back = _number_cast(cast[f.name], f.type, safe=False)
+            except pa.ArrowInvalid:  # it does not even come back
+                raise inexact from None
             same = pc.or_kleene(pc.is_null(have), pc.equal(back, have))
             if pa.types.is_floating(f.type):  # NaN stays NaN
                 same = pc.or_kleene(same, pc.and_(pc.is_nan(back), pc.is_nan(have)))
-            if pc.all(same).as_py() is False:
-                want = target.field(f.name).type
-                raise SchemaConflict(f"schema: column {f.name!r} is {want} here, a {f.type} value has no exact {want}")
+            if pc.all(pc.fill_null(same, False)).as_py() is False:  # None: no rows
+                raise inexact
     return cast
 
 
@@ -245,7 +264,8 @@ def _cast(table: pa.Table, target: pa.Schema, *, narrow: bool = False) -> pa.Tab
                 if not castable(f.type, want):
                     raise SchemaConflict(f"schema: column {f.name!r} is {want} in the table, the record has {f.type}")
                 try:
-                    col = _cast_nested(col, _merge_struct(want, f.type))
+                    both = _numeric(f.type) and _numeric(want)
+                    col = _number_cast(col, want) if both else _cast_nested(col, _merge_struct(want, f.type))
                 except (pa.ArrowInvalid, OverflowError) as exc:  # a value that does not fit: name the column
                     raise SchemaConflict(f"schema: column {f.name!r} is {want} in the table: {exc}") from None
         columns.append(col)

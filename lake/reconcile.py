@@ -166,10 +166,11 @@ def _typed(text: str, pg_type: str) -> Any:
 def _select(column: str, pg_type: str) -> str:
     """The source column as reconcile reads it: as text where psycopg2's reading would differ from
     the lake's (intervals: a month as 30 days; json: re-serialised; ranges: objects; uuid[]: one
-    string), which hold what Debezium sends (ISO 8601 durations, the text as written, text arrays)."""
+    string; json arrays: parsed elements), which hold what Debezium sends (ISO 8601 durations,
+    the text as written, text arrays)."""
     if pg_type.startswith("interval") or pg_type in ("json", "jsonb") or pg_type.endswith(("range", "multirange")):
         return f'"{column}"::text AS "{column}"'
-    if pg_type == "uuid[]":
+    if pg_type in ("uuid[]", "json[]", "jsonb[]"):  # psycopg2 would parse json elements, with floats
         return f'"{column}"::text[] AS "{column}"'
     return f'"{column}"'
 

@@ -1,8 +1,8 @@
 """``reconcile`` never says "equal" when silver differs from PostgreSQL (the stack's private
 cluster): a key silver holds twice, values whose separators could line up, a jsonb string against
 a jsonb object, jsonb numbers beyond a double's digits and ``json`` text written otherwise are
-each reported; jsonb strings and scalars, ranges and uuid arrays (as Debezium sends them: text, a
-list of text) compare without error or false alarm."""
+each reported; jsonb strings and scalars, ranges, uuid and json arrays (as Debezium sends them:
+text, lists of text) compare without error or false alarm."""
 
 from __future__ import annotations
 
@@ -21,11 +21,15 @@ from lakeport.settings import Settings
 
 pytestmark = [pytest.mark.stack]
 UUID = "0b6e4d3c-9f1f-4a5e-8a2b-3c4d5e6f7a8b"
-SAME_SQL = f"'[1,10)', '[2026-01-01 10:00+02,2026-01-02 00:00+00)', ARRAY['{UUID}']::uuid[]"
+SAME_SQL = (
+    f"'[1,10)', '[2026-01-01 10:00+02,2026-01-02 00:00+00)', ARRAY['{UUID}']::uuid[], "
+    """ARRAY['{"b": 1, "a": 2}', '{"a": 1.50}']::json[]"""
+)
 SAME_LAKE = {  # as Debezium sends them: ranges as their text (in UTC), a uuid[] as a list of text
     "span": "[1,10)",
     "stay": '["2026-01-01 08:00:00+00","2026-01-02 00:00:00+00")',
     "ids": [UUID],
+    "docs": ['{"b": 1, "a": 2}', '{"a": 1.50}'],  # json[]: each element's text as written
 }
 SOURCE = [  # id, a, b, doc (jsonb), raw (json): as PostgreSQL holds them
     (1, "x\x1fy", "z", '{"a": 1}', '{"b": 1, "a": 2}'),
@@ -43,7 +47,7 @@ def test_reconcile_reports_what_differs_and_nothing_else(local_stack: StackState
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
             "CREATE TABLE t (id int PRIMARY KEY, a text, b text, doc jsonb, raw json, span int4range,"
-            " stay tstzrange, ids uuid[])"
+            " stay tstzrange, ids uuid[], docs json[])"
         )
         cur.executemany(f"INSERT INTO t VALUES (%s, %s, %s, %s, %s, {SAME_SQL})", SOURCE)
     pg = {"port": local_stack.postgres_port, "database": db, "password": postgres.DEV_PASSWORD}

@@ -126,8 +126,37 @@ def test_numbers_are_never_rounded_between_decimal_and_double() -> None:
 
     mixed = [precise, _message([{**double, "field": "ratio"}], {"ratio": 0.1})]  # one batch, no table yet
     out = decode(batch_of(mixed, topic="shop.public.t"), options=DecodeOptions("debezium-json"))
-    sent = [Decimal("123.45678901234567890123"), 0.1]
-    landed = [(r["id"], r["ratio"]) for r in out.rows.to_pylist()]
-    assert len(landed) + len(out.dead_letters) == 2
-    assert all(value == sent[0] or (value == sent[1] and type(value) is float) for _, value in landed), landed
+    sent = {Decimal("123.45678901234567890123"), Decimal("0.1")}  # a double is its shortest text
+    landed = [Decimal(str(r["ratio"])) for r in out.rows.to_pylist()]
+    assert len(landed) + len(out.dead_letters) == 2 and set(landed) <= sent, landed
     assert all(d.stage == "schema" for d in out.dead_letters)
+
+
+def test_every_number_that_fits_another_number_type_lands_as_itself() -> None:
+    """The exactness check never refuses a value that fits, and never lets an off-by-one-ulp value
+    through: every cent from 0.00 to 999.99 as a double lands in ``decimal(12, 2)`` as itself; a
+    decimal lands in a double column as the double nearest to it (``781185.20`` is ``781185.2``, not
+    ``781185.2000000001``); integers land in decimals, decimals with no fraction in integers."""
+    from lakeport.ingestion.arrow_types import SchemaConflict, conform
+
+    def land(values: list[Any], have: pa.DataType, want: pa.DataType) -> list[Any]:
+        table = pa.table({"x": pa.array(values, have)})
+        return conform(table, pa.schema([("x", want)]), narrow=True)["x"].to_pylist()
+
+    cents = [i / 100 for i in range(100_000)]
+    assert land(cents, pa.float64(), pa.decimal128(12, 2)) == [Decimal(str(c)) for c in cents]
+    exact = [Decimal(i) / 100 for i in range(0, 100_000, 7)] + [Decimal("781185.20")]
+    assert land(exact, pa.decimal128(38, 2), pa.float64()) == [float(d) for d in exact]
+    assert land([Decimal("0.3"), Decimal("2274.133")], pa.decimal128(38, 18), pa.float64()) == [0.3, 2274.133]
+    assert land([5, None, -7], pa.int64(), pa.decimal128(12, 2)) == [Decimal("5.00"), None, Decimal("-7.00")]
+    assert land([Decimal("2.00")], pa.decimal128(10, 2), pa.int64()) == [2]
+    assert land([], pa.float64(), pa.decimal128(12, 2)) == []
+    for values, have, want in [
+        ([2.555], pa.float64(), pa.decimal128(12, 2)),  # would be 2.56
+        ([Decimal("123.45678901234567890123")], pa.decimal128(30, 20), pa.float64()),
+        ([Decimal("2.50")], pa.decimal128(10, 2), pa.int64()),
+        ([10**11], pa.int64(), pa.decimal128(12, 2)),  # 11 integer digits: decimal(12, 2) holds 10
+        ([2**53 + 1], pa.int64(), pa.float64()),
+    ]:
+        with pytest.raises(SchemaConflict):
+            land(values, have, want)

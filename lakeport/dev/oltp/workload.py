@@ -22,6 +22,8 @@ from psycopg2.extensions import cursor as Cursor
 
 from lakeport.dev.oltp.shop import EPOCH, KINDS, SEED_CUSTOMERS, SEED_PRODUCTS, NothingFits, Shop
 
+MAX_RETRIES = 20  # of one transaction PostgreSQL rolled back (deadlocks, serialization failures)
+
 
 def apply_schema(conn_kwargs: dict[str, Any]) -> None:
     """Create the shop's tables if they do not exist (idempotent)."""
@@ -82,6 +84,7 @@ def run_workload(
             shop.tick()
             shop.events = 0
             kind = plan.pop(0) if plan else rng.choices(kinds, weights)[0]
+            retries = 0
             while True:
                 try:
                     getattr(shop, kind)()
@@ -91,7 +94,9 @@ def run_workload(
                     shop.events, kind = 0, rng.choices(kinds, weights)[0]
                 except TransactionRollbackError:  # a deadlock (e.g. with an ALTER TABLE): run it again, as apps do
                     conn.rollback()
-                    shop.events = 0
+                    shop.events, retries = 0, retries + 1
+                    if retries > MAX_RETRIES or (stop is not None and stop.is_set()):
+                        raise
             conn.commit()
             done += 1
             by_kind[kind] = by_kind.get(kind, 0) + 1
